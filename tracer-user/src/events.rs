@@ -1,0 +1,53 @@
+//! Ring-buffer records decoded into typed events.
+
+use tracer_common::{
+    AllocSample, ChanSend, EventHeader, FinalizerSet, GoroutineCreated, GoroutineExited, Malloc,
+    ProbeKind,
+};
+
+#[derive(Clone, Copy, Debug)]
+pub enum Event {
+    GoroutineCreated(GoroutineCreated),
+    GoroutineExited(GoroutineExited),
+    ChanSend(ChanSend),
+    FinalizerSet(FinalizerSet),
+    AllocSample(AllocSample),
+    Malloc(Malloc),
+}
+
+impl Event {
+    /// Decodes one record; `None` for a record too short for its kind (never produced by our
+    /// programs, but the reader must not trust the buffer blindly).
+    pub fn decode(bytes: &[u8]) -> Option<Event> {
+        let header: EventHeader = read(bytes)?;
+        Some(match ProbeKind::from_u32(u32::try_from(header.kind).ok()?)? {
+            ProbeKind::GoroutineCreate => Event::GoroutineCreated(read(bytes)?),
+            ProbeKind::GoroutineExit => Event::GoroutineExited(read(bytes)?),
+            ProbeKind::ChanSend => Event::ChanSend(read(bytes)?),
+            ProbeKind::SetFinalizer => Event::FinalizerSet(read(bytes)?),
+            ProbeKind::AllocSample => Event::AllocSample(read(bytes)?),
+            ProbeKind::Malloc => Event::Malloc(read(bytes)?),
+        })
+    }
+
+    pub fn header(&self) -> &EventHeader {
+        match self {
+            Event::GoroutineCreated(e) => &e.header,
+            Event::GoroutineExited(e) => &e.header,
+            Event::ChanSend(e) => &e.header,
+            Event::FinalizerSet(e) => &e.header,
+            Event::AllocSample(e) => &e.header,
+            Event::Malloc(e) => &e.header,
+        }
+    }
+}
+
+/// Copies a `#[repr(C)]` record of plain integers out of a possibly unaligned buffer.
+fn read<T: aya::Pod>(bytes: &[u8]) -> Option<T> {
+    if bytes.len() < std::mem::size_of::<T>() {
+        return None;
+    }
+    // SAFETY: T is Pod (every bit pattern is valid); the length was checked and
+    // read_unaligned handles alignment.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}

@@ -1,0 +1,5 @@
+//! Everything a session writes out.
+
+pub mod report;
+
+pub use report::Report;

@@ -1,0 +1,79 @@
+//! What gotrace knows about the Go runtime of a target: which releases it supports, the struct
+//! offsets of this binary's release, and the probe configuration derived from them.
+
+pub mod allgs;
+pub mod offsets;
+mod offsets_table;
+
+use tracer_common::ProbeConfig;
+
+pub use offsets::{Field, Offsets, OffsetsSource};
+
+use crate::{
+    binary::{GoBinary, GoVersion},
+    error::{Error, Result},
+};
+
+/// The oldest release gotrace reads: register ABI (1.17+), pclntab 1.18+ layout, and the oldest
+/// toolchain the test matrix covers (Debian 12's Go 1.19).
+pub const OLDEST_SUPPORTED: GoVersion = GoVersion::new(1, 19, 0);
+
+/// The runtime of one traced binary.
+#[derive(Clone, Debug)]
+pub struct Runtime {
+    pub version: GoVersion,
+    pub offsets: Offsets,
+}
+
+impl Runtime {
+    pub fn of(binary: &GoBinary) -> Result<Self> {
+        let version = binary.version();
+        let unsupported = |reason: String| Error::UnsupportedGoVersion {
+            path: binary.path.clone(),
+            version: binary.buildinfo.version_string.clone(),
+            reason,
+        };
+        if version < OLDEST_SUPPORTED {
+            return Err(unsupported(format!(
+                "the oldest supported release is Go {}.{}; rebuild the program with a newer Go",
+                OLDEST_SUPPORTED.major, OLDEST_SUPPORTED.minor
+            )));
+        }
+        let offsets = binary
+            .elf
+            .has_dwarf
+            .then(|| Offsets::from_dwarf(binary.data()))
+            .flatten()
+            .or_else(|| Offsets::from_table(version))
+            .ok_or_else(|| {
+                unsupported(format!(
+                    "the binary has no DWARF and gotrace has no struct offsets for Go {}.{} \
+                     (it knows {}); rebuild without `-ldflags=-w`, or use a gotrace release that knows this Go",
+                    version.major,
+                    version.minor,
+                    offsets_table::known_releases()
+                ))
+            })?;
+        Ok(Runtime { version, offsets })
+    }
+
+    /// The offsets the eBPF programs need.
+    pub fn probe_config(&self, binary: &GoBinary) -> Result<ProbeConfig> {
+        let get = |f: Field| {
+            self.offsets.get(f).ok_or_else(|| Error::UnsupportedGoVersion {
+                path: binary.path.clone(),
+                version: binary.buildinfo.version_string.clone(),
+                reason: format!("its runtime has no {:?} field ({:?})", f, f.dwarf_names()[0]),
+            })
+        };
+        Ok(ProbeConfig {
+            g_goid: get(Field::GGoid)?,
+            g_m: get(Field::GM)?,
+            m_curg: get(Field::MCurg)?,
+            g_gopc: get(Field::GGopc)?,
+            g_startpc: get(Field::GStartpc)?,
+            hchan_qcount: get(Field::HchanQcount)?,
+            hchan_dataqsiz: get(Field::HchanDataqsiz)?,
+        })
+    }
+}

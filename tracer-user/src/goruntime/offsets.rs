@@ -1,0 +1,213 @@
+//! Struct offsets of the Go runtime that the probes and memory readers depend on.
+//!
+//! They come from the target's own DWARF when it has some. Stripped binaries use the table in
+//! `offsets_table.rs`, which `cargo xtask gen-offsets` generates by building a program with each
+//! supported toolchain and running [`Offsets::from_dwarf`] on it: never typed by hand.
+
+use std::collections::HashMap;
+
+use gimli::{AttributeValue, EndianSlice, LittleEndian};
+use object::{Object, ObjectSection};
+use serde::Serialize;
+
+use super::offsets_table;
+use crate::binary::GoVersion;
+
+macro_rules! fields {
+    ($($variant:ident => [$(($ty:literal, $field:literal)),+ $(,)?]),+ $(,)?) => {
+        /// A runtime struct field gotrace reads. Each lists the DWARF (type, member) names it
+        /// has had across Go versions.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        pub enum Field { $($variant),+ }
+
+        impl Field {
+            pub const ALL: &'static [Field] = &[$(Field::$variant),+];
+
+            pub fn dwarf_names(self) -> &'static [(&'static str, &'static str)] {
+                match self { $(Field::$variant => &[$(($ty, $field)),+]),+ }
+            }
+        }
+    };
+}
+
+fields! {
+    GGoid => [("runtime.g", "goid")],
+    GM => [("runtime.g", "m")],
+    GAtomicstatus => [("runtime.g", "atomicstatus")],
+    GWaitsince => [("runtime.g", "waitsince")],
+    GWaitreason => [("runtime.g", "waitreason")],
+    GGopc => [("runtime.g", "gopc")],
+    GStartpc => [("runtime.g", "startpc")],
+    GParentGoid => [("runtime.g", "parentGoid")],
+    GSched => [("runtime.g", "sched")],
+    GobufSp => [("runtime.gobuf", "sp")],
+    GobufPc => [("runtime.gobuf", "pc")],
+    GobufBp => [("runtime.gobuf", "bp")],
+    MCurg => [("runtime.m", "curg")],
+    HchanQcount => [("runtime.hchan", "qcount")],
+    HchanDataqsiz => [("runtime.hchan", "dataqsiz")],
+    HchanElemsize => [("runtime.hchan", "elemsize")],
+    HchanClosed => [("runtime.hchan", "closed")],
+    TypeSize => [("internal/abi.Type", "Size_"), ("runtime._type", "size")],
+    TypeStr => [("internal/abi.Type", "Str"), ("runtime._type", "str")],
+    TypeKind => [("internal/abi.Type", "Kind_"), ("runtime._type", "kind")],
+    ModuledataTypes => [("runtime.moduledata", "types")],
+    ModuledataText => [("runtime.moduledata", "text")],
+    ModuledataEtext => [("runtime.moduledata", "etext")],
+}
+
+/// Where a set of offsets came from, as shown by `gotrace inspect` and report.json.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum OffsetsSource {
+    /// Read from the binary's own DWARF.
+    Dwarf,
+    /// The generated table for this Go release.
+    Table { release: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Offsets {
+    values: HashMap<Field, u64>,
+    pub source: OffsetsSource,
+}
+
+impl Offsets {
+    pub fn get(&self, field: Field) -> Option<u64> {
+        self.values.get(&field).copied()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (Field, u64)> + '_ {
+        Field::ALL
+            .iter()
+            .filter_map(|f| self.get(*f).map(|v| (*f, v)))
+    }
+
+    /// From the generated table: exact Go minor release only (layouts change between minors).
+    pub fn from_table(version: GoVersion) -> Option<Self> {
+        let (major, minor) = version.minor_release();
+        let (_, _, entries) = offsets_table::TABLE
+            .iter()
+            .find(|(ma, mi, _)| (*ma, *mi) == (major, minor))?;
+        Some(Offsets {
+            values: entries.iter().map(|(f, v)| (*f, *v)).collect(),
+            source: OffsetsSource::Table {
+                release: format!("{major}.{minor}"),
+            },
+        })
+    }
+
+    /// Reads every [`Field`] the binary's DWARF describes. `None` when it has no DWARF.
+    pub fn from_dwarf(data: &[u8]) -> Option<Self> {
+        let file = object::File::parse(data).ok()?;
+        let sections = load_dwarf_sections(&file)?;
+        let dwarf = gimli::Dwarf::load(|id| -> Result<_, gimli::Error> {
+            Ok(EndianSlice::new(
+                sections.get(id.name()).map(Vec::as_slice).unwrap_or(&[]),
+                LittleEndian,
+            ))
+        })
+        .ok()?;
+
+        let mut wanted: HashMap<&str, Vec<(&str, Field)>> = HashMap::new();
+        for f in Field::ALL {
+            for (ty, member) in f.dwarf_names() {
+                wanted.entry(ty).or_default().push((member, *f));
+            }
+        }
+        let mut values = HashMap::new();
+        let mut units = dwarf.units();
+        while let Ok(Some(header)) = units.next() {
+            let Ok(unit) = dwarf.unit(header) else {
+                continue;
+            };
+            let mut entries = unit.entries();
+            // Members of the struct currently being walked, if it is one we want.
+            let mut current: Option<(isize, &Vec<(&str, Field)>)> = None;
+            while let Ok(Some(entry)) = entries.next_dfs() {
+                let depth = entry.depth();
+                if let Some((d, _)) = current {
+                    if depth <= d {
+                        current = None;
+                    }
+                }
+                match entry.tag() {
+                    gimli::DW_TAG_structure_type => {
+                        let name = attr_string(&dwarf, &unit, entry, gimli::DW_AT_name);
+                        current = name
+                            .and_then(|n| wanted.get(n.as_str()))
+                            .map(|members| (depth, members));
+                    }
+                    gimli::DW_TAG_member => {
+                        let Some((_, members)) = current else {
+                            continue;
+                        };
+                        let Some(name) = attr_string(&dwarf, &unit, entry, gimli::DW_AT_name)
+                        else {
+                            continue;
+                        };
+                        let Some((_, field)) = members.iter().find(|(m, _)| *m == name) else {
+                            continue;
+                        };
+                        if let Some(off) = entry
+                            .attr_value(gimli::DW_AT_data_member_location)
+                            .and_then(|v| member_offset(&v))
+                        {
+                            values.entry(*field).or_insert(off);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        (!values.is_empty()).then_some(Offsets {
+            values,
+            source: OffsetsSource::Dwarf,
+        })
+    }
+}
+
+/// The DWARF sections, decompressed (Go compresses them: `.zdebug_*` before 1.18? and
+/// SHF_COMPRESSED after). Every `.debug_*` section is loaded: parsing a unit also reads its
+/// line program header, address and range tables.
+fn load_dwarf_sections(file: &object::File<'_>) -> Option<HashMap<String, Vec<u8>>> {
+    let mut out = HashMap::new();
+    for s in file.sections() {
+        let Ok(name) = s.name() else { continue };
+        let canonical = match name.strip_prefix(".zdebug_") {
+            Some(rest) => format!(".debug_{rest}"),
+            None if name.starts_with(".debug_") => name.to_string(),
+            None => continue,
+        };
+        if let Ok(data) = s.uncompressed_data() {
+            out.insert(canonical, data.into_owned());
+        }
+    }
+    out.contains_key(".debug_info").then_some(out)
+}
+
+fn attr_string(
+    dwarf: &gimli::Dwarf<EndianSlice<'_, LittleEndian>>,
+    unit: &gimli::Unit<EndianSlice<'_, LittleEndian>>,
+    entry: &gimli::DebuggingInformationEntry<EndianSlice<'_, LittleEndian>>,
+    at: gimli::DwAt,
+) -> Option<String> {
+    let value = entry.attr_value(at)?;
+    let s = dwarf.attr_string(unit, value).ok()?;
+    Some(s.to_string_lossy().into_owned())
+}
+
+/// `DW_AT_data_member_location`: a constant (Go 1.x emits udata), or a `DW_OP_plus_uconst`
+/// expression in older producers.
+fn member_offset(value: &AttributeValue<EndianSlice<'_, LittleEndian>>) -> Option<u64> {
+    if let Some(v) = value.udata_value() {
+        return Some(v);
+    }
+    let AttributeValue::Exprloc(expr) = value else {
+        return None;
+    };
+    let mut bytes = expr.0;
+    (gimli::Reader::read_u8(&mut bytes).ok()? == gimli::DW_OP_plus_uconst.0)
+        .then(|| gimli::Reader::read_uleb128(&mut bytes).ok())
+        .flatten()
+}

@@ -1,0 +1,41 @@
+//! What the events say, aggregated while attached.
+
+pub mod channels;
+pub mod goroutines;
+
+use tracer_common::ProbeKind;
+
+use crate::events::Event;
+
+pub use channels::Channels;
+pub use goroutines::Goroutines;
+
+#[derive(Debug, Default)]
+pub struct Model {
+    pub goroutines: Goroutines,
+    pub channels: Channels,
+    /// SetFinalizer calls per call site (return address into the caller).
+    pub finalizer_sites: std::collections::HashMap<u64, u64>,
+    pub alloc_sample_bytes: u64,
+    pub malloc_bytes: u64,
+    /// Events received from the ring buffer, per probe.
+    pub received: [u64; tracer_common::PROBE_KINDS],
+}
+
+impl Model {
+    pub fn apply(&mut self, event: &Event) {
+        self.received[event.header().kind as usize % tracer_common::PROBE_KINDS] += 1;
+        match event {
+            Event::GoroutineCreated(e) => self.goroutines.created(e),
+            Event::GoroutineExited(e) => self.goroutines.exited(e.header.goid),
+            Event::ChanSend(e) => self.channels.send(e),
+            Event::FinalizerSet(e) => *self.finalizer_sites.entry(e.caller_pc).or_default() += 1,
+            Event::AllocSample(e) => self.alloc_sample_bytes += e.size,
+            Event::Malloc(e) => self.malloc_bytes += e.size,
+        }
+    }
+
+    pub fn received(&self, kind: ProbeKind) -> u64 {
+        self.received[kind as usize]
+    }
+}

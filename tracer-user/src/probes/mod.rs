@@ -1,0 +1,170 @@
+//! Loading gotrace's eBPF object and attaching its programs to one process.
+
+pub mod placement;
+pub mod plan;
+
+use std::{num::NonZeroU32, time::Instant};
+
+use aya::{
+    maps::{MapData, PerCpuArray, RingBuf, StackTraceMap},
+    programs::{
+        uprobe::{UProbeAttachLocation, UProbeScope},
+        UProbe,
+    },
+    Ebpf, EbpfLoader,
+};
+use tracer_common::{ProbeConfig, ProbeKind, CONFIG_GLOBAL, EVENTS_MAP, HITS_MAP, LOST_MAP, STACKS_MAP};
+
+pub use plan::{PlannedProbe, ProbeSite};
+
+use crate::error::{Error, Result};
+
+/// The eBPF object built from `tracer-ebpf/` by this crate's build script.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("GOTRACE_EBPF_OBJECT"));
+
+/// Which probes to place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeSelection(Vec<ProbeKind>);
+
+impl ProbeSelection {
+    /// What `gotrace attach` places unless told otherwise: only points that fire rarely, so
+    /// the target keeps its speed (goroutine start/exit, SetFinalizer, Go's heap sampler).
+    pub fn default_set() -> Self {
+        ProbeSelection(vec![
+            ProbeKind::GoroutineCreate,
+            ProbeKind::GoroutineExit,
+            ProbeKind::SetFinalizer,
+            ProbeKind::AllocSample,
+        ])
+    }
+
+    pub fn with(mut self, kind: ProbeKind) -> Self {
+        if !self.0.contains(&kind) {
+            self.0.push(kind);
+        }
+        self
+    }
+
+    pub fn contains(&self, kind: ProbeKind) -> bool {
+        self.0.contains(&kind)
+    }
+}
+
+/// Programs loaded in the kernel and attached to one process. Dropping it detaches every probe
+/// and unloads every program and map.
+pub struct AttachedProbes {
+    bpf: Ebpf,
+    pub sites_attached: usize,
+    pub attach_time: std::time::Duration,
+}
+
+/// Kernel-side state handed to the event reader.
+pub struct ProbeMaps {
+    /// Taken by the session's reader while it runs.
+    pub events: Option<RingBuf<MapData>>,
+    pub hits: PerCpuArray<MapData, u64>,
+    pub lost: PerCpuArray<MapData, u64>,
+    pub stacks: StackTraceMap<MapData>,
+}
+
+impl AttachedProbes {
+    /// Loads the object with `config` and attaches every enabled probe of `plan` to `pid`
+    /// through `exe` (normally `/proc/PID/exe`, which reaches the binary even in another mount
+    /// namespace or after it was deleted on disk).
+    pub fn attach(
+        pid: u32,
+        exe: &std::path::Path,
+        config: ProbeConfig,
+        plan: &[PlannedProbe],
+    ) -> Result<Self> {
+        let start = Instant::now();
+        let mut bpf = EbpfLoader::new()
+            .override_global(CONFIG_GLOBAL, &config, true)
+            .load(OBJECT)
+            .map_err(|e| Error::Load(error_chain(&e)))?;
+        let pid_nz = NonZeroU32::new(pid).ok_or(Error::NoSuchProcess { pid })?;
+        let mut sites_attached = 0;
+        for probe in plan.iter().filter(|p| p.enabled) {
+            if let Some(reason) = &probe.unavailable {
+                return Err(Error::Attach {
+                    probe: probe.name,
+                    pid,
+                    reason: reason.clone(),
+                });
+            }
+            let program: &mut UProbe = bpf
+                .program_mut(probe.program)
+                .ok_or_else(|| Error::Load(format!("program {} missing from the object", probe.program)))?
+                .try_into()
+                .map_err(|e| Error::Load(error_chain(&e)))?;
+            program.load().map_err(|e| Error::Load(format!("{}: {}", probe.program, error_chain(&e))))?;
+            for site in &probe.sites {
+                program
+                    .attach(
+                        UProbeAttachLocation::AbsoluteOffset(site.file_offset),
+                        exe,
+                        UProbeScope::OneProcess(pid_nz),
+                    )
+                    .map_err(|e| Error::Attach {
+                        probe: probe.name,
+                        pid,
+                        reason: format!("{} at {:#x}: {}", site.function, site.address, error_chain(&e)),
+                    })?;
+                sites_attached += 1;
+            }
+        }
+        Ok(AttachedProbes {
+            bpf,
+            sites_attached,
+            attach_time: start.elapsed(),
+        })
+    }
+
+    /// Takes the maps out for the event reader (the programs stay attached).
+    pub fn take_maps(&mut self) -> Result<ProbeMaps> {
+        let mut take = |name: &str| {
+            self.bpf
+                .take_map(name)
+                .ok_or_else(|| Error::Load(format!("map {name} missing from the object")))
+        };
+        let events = take(EVENTS_MAP)?;
+        let hits = take(HITS_MAP)?;
+        let lost = take(LOST_MAP)?;
+        let stacks = take(STACKS_MAP)?;
+        let conv = |e: aya::maps::MapError| Error::Load(error_chain(&e));
+        Ok(ProbeMaps {
+            events: Some(RingBuf::try_from(events).map_err(conv)?),
+            hits: PerCpuArray::try_from(hits).map_err(conv)?,
+            lost: PerCpuArray::try_from(lost).map_err(conv)?,
+            stacks: StackTraceMap::try_from(stacks).map_err(conv)?,
+        })
+    }
+}
+
+impl ProbeMaps {
+    /// Sum over CPUs of a per-probe counter array.
+    pub fn counter(map: &PerCpuArray<MapData, u64>, kind: ProbeKind) -> u64 {
+        map.get(&(kind as u32), 0)
+            .map(|v| v.iter().sum())
+            .unwrap_or(0)
+    }
+}
+
+/// Names of the programs in gotrace's object, as the kernel lists them (truncated to 15 bytes).
+pub fn kernel_program_names() -> Vec<String> {
+    plan::PROBES
+        .iter()
+        .map(|d| d.program.chars().take(15).collect())
+        .collect()
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}

@@ -1,0 +1,3 @@
+//! What the user sees while attached.
+
+pub mod summary;

@@ -1,0 +1,33 @@
+//! Small shared helpers.
+
+use std::{ops::Deref, sync::Arc};
+
+/// Immutable bytes shared between readers of one binary (a memory map, or a buffer in tests).
+#[derive(Clone)]
+pub struct SharedBytes(Arc<dyn AsRef<[u8]> + Send + Sync>);
+
+impl SharedBytes {
+    pub fn new(bytes: impl AsRef<[u8]> + Send + Sync + 'static) -> Self {
+        SharedBytes(Arc::new(bytes))
+    }
+}
+
+impl Deref for SharedBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        (*self.0).as_ref()
+    }
+}
+
+impl std::fmt::Debug for SharedBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SharedBytes({} bytes)", self.len())
+    }
+}
+
+pub fn read_u64(bytes: &[u8], off: usize) -> Option<u64> {
+    bytes
+        .get(off..off.checked_add(8)?)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+}
