@@ -1,1 +1,31 @@
+//! Test kit for gotrace's integration tests: Go toolchains, fixture builds, fixture processes,
+//! background tracing sessions and kernel hygiene checks. The tests live in `tests/it/`.
 
+pub mod bpf;
+pub mod fixtures;
+pub mod go;
+pub mod process;
+pub mod trace;
+
+pub use fixtures::Variant;
+pub use go::Toolchain;
+pub use process::GoProcess;
+
+/// The `gotrace` executable for CLI-level tests: `$GOTRACE_BIN`, else the workspace's debug
+/// build (built here if missing).
+pub fn gotrace_bin() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("GOTRACE_BIN") {
+        return p.into();
+    }
+    let bin = fixtures::workspace_root().join("target/debug/gotrace");
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    BUILD.call_once(|| {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "gotrace", "--bin", "gotrace"])
+            .current_dir(fixtures::workspace_root())
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "building gotrace failed");
+    });
+    bin
+}

@@ -5,6 +5,9 @@ pub mod allgs;
 pub mod offsets;
 mod offsets_table;
 
+/// Where `cargo xtask gen-offsets` writes the generated table.
+pub const OFFSETS_TABLE_SOURCE: &str = "tracer-user/src/goruntime/offsets_table.rs";
+
 use tracer_common::ProbeConfig;
 
 pub use offsets::{Field, Offsets, OffsetsSource};
@@ -51,7 +54,7 @@ impl Runtime {
                      (it knows {}); rebuild without `-ldflags=-w`, or use a gotrace release that knows this Go",
                     version.major,
                     version.minor,
-                    offsets_table::known_releases()
+                    Offsets::known_releases()
                 ))
             })?;
         Ok(Runtime { version, offsets })

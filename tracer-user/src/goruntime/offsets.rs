@@ -97,6 +97,19 @@ impl Offsets {
         })
     }
 
+    /// Go releases of the generated table, e.g. "1.19, 1.21, ..., 1.27".
+    pub fn known_releases() -> String {
+        let v: Vec<String> = offsets_table::TABLE
+            .iter()
+            .map(|(ma, mi, _)| format!("{ma}.{mi}"))
+            .collect();
+        if v.is_empty() {
+            "none".into()
+        } else {
+            v.join(", ")
+        }
+    }
+
     /// Reads every [`Field`] the binary's DWARF describes. `None` when it has no DWARF.
     pub fn from_dwarf(data: &[u8]) -> Option<Self> {
         let file = object::File::parse(data).ok()?;

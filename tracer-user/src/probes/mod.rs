@@ -150,11 +150,19 @@ impl ProbeMaps {
     }
 }
 
-/// Names of the programs in gotrace's object, as the kernel lists them (truncated to 15 bytes).
-pub fn kernel_program_names() -> Vec<String> {
-    plan::PROBES
+/// gotrace programs currently loaded in the kernel, by any process: `(id, name)`. The kernel
+/// keeps the first 15 bytes of a program's name.
+pub fn loaded_in_kernel() -> Vec<(u32, String)> {
+    let ours: Vec<String> = plan::PROBES
         .iter()
         .map(|d| d.program.chars().take(15).collect())
+        .collect();
+    aya::programs::loaded_programs()
+        .filter_map(|p| p.ok())
+        .filter_map(|p| {
+            let name = p.name_as_str()?.to_string();
+            ours.contains(&name).then(|| (p.id(), name))
+        })
         .collect()
 }
 

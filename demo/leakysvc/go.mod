@@ -1,0 +1,3 @@
+module gotrace.dev/leakysvc
+
+go 1.21

@@ -1,0 +1,104 @@
+//! Counters of an attach session equal what the traced program provably did after attach.
+
+use std::{collections::HashMap, time::Duration};
+
+use anyhow::{Context, Result};
+use gotrace::{export::Report, probes::ProbeSelection, AttachOptions, StopReason};
+use gotrace_tests::{bpf, fixtures, go, trace, GoProcess, Toolchain, Variant};
+use tracer_common::ProbeKind;
+
+const GOROUTINES: u64 = 50;
+const FINALIZERS: u64 = 30;
+const SENDS: u64 = 20;
+const CAPACITY: u64 = 64;
+
+fn exact_counts(release: &str, variant: Variant) -> Result<()> {
+    let lock = bpf::exclusive();
+    let exe = fixtures::build("events", Toolchain::find(release)?, variant)?;
+    let mut proc = GoProcess::start(
+        &exe,
+        &[
+            "-goroutines",
+            &GOROUTINES.to_string(),
+            "-finalizers",
+            &FINALIZERS.to_string(),
+            "-sends",
+            &SENDS.to_string(),
+            "-cap",
+            &CAPACITY.to_string(),
+        ],
+    )?;
+    let main_goid: u64 = proc
+        .output
+        .iter()
+        .find_map(|l| l.strip_prefix("goid "))
+        .context("the fixture prints its goid")?
+        .parse()?;
+
+    let options = AttachOptions {
+        probes: ProbeSelection::default_set().with(ProbeKind::ChanSend),
+        ..AttachOptions::default()
+    };
+    let tracing = trace::start(proc.pid(), options)?;
+    proc.send("go")?;
+    proc.expect_line("done", Duration::from_secs(60))?;
+    proc.send("exit")?;
+    let (status, _) = proc.wait(Duration::from_secs(30))?;
+    assert!(status.success(), "fixture failed: {status}");
+    let (session, reason) = tracing.finish()?;
+    assert_eq!(reason, StopReason::TargetExited, "the session ends with the target");
+
+    let report = Report::build(&session, reason);
+    let c = &report.counters;
+    assert_eq!(c.goroutines_created, GOROUTINES, "{report:#?}");
+    assert_eq!(c.goroutines_exited, GOROUTINES, "{report:#?}");
+    assert_eq!(c.finalizers_set, FINALIZERS, "{report:#?}");
+    assert_eq!(c.chan_sends, SENDS, "{report:#?}");
+    assert_eq!(c.events_lost, 0);
+    assert_eq!(
+        session.model.goroutines.by_parent,
+        HashMap::from([(main_goid, GOROUTINES)]),
+        "every goroutine was started by main (goid {main_goid})"
+    );
+    let site = &report.goroutines.created_by_site[0];
+    assert_eq!(site.site.function, "main.main");
+    assert!(site.site.file.ends_with("events/main.go"), "{:?}", site.site);
+    assert!(site.function.starts_with("main.main.func"), "{}", site.function);
+
+    assert_eq!(report.channels.len(), 1, "{:#?}", report.channels);
+    let ch = &report.channels[0];
+    assert_eq!((ch.sends, ch.capacity, ch.last_len), (SENDS, CAPACITY, SENDS - 1));
+    assert_eq!(report.finalizers[0].site.function, "main.main");
+    assert_eq!(report.finalizers[0].count, FINALIZERS);
+
+    let minor = Toolchain::find(release)?.minor();
+    assert!(report.target.go_version.starts_with(&format!("go{minor}")), "{:?}", report.target);
+    assert_eq!(report.target.stripped, matches!(variant, Variant::Stripped | Variant::StrippedPie));
+    drop(session);
+    lock.assert_nothing_loaded()
+}
+
+#[test]
+fn exact_counts_go_oldest() -> Result<()> {
+    exact_counts(go::OLDEST, Variant::Default)
+}
+
+#[test]
+fn exact_counts_go_oldest_stripped() -> Result<()> {
+    exact_counts(go::OLDEST, Variant::Stripped)
+}
+
+#[test]
+fn exact_counts_go_newest() -> Result<()> {
+    exact_counts(go::NEWEST, Variant::Default)
+}
+
+#[test]
+fn exact_counts_go_newest_stripped_pie() -> Result<()> {
+    exact_counts(go::NEWEST, Variant::StrippedPie)
+}
+
+#[test]
+fn exact_counts_go_1_26_pie() -> Result<()> {
+    exact_counts("1.26", Variant::Pie)
+}

@@ -1,0 +1,204 @@
+//! `cargo xtask bench overhead`: the target's throughput with gotrace attached, relative to
+//! untraced, measured on one running process whose windows alternate between untraced and
+//! traced. Absolute speeds on shared machines are noise; the ratio of neighbouring windows of
+//! the same process is not.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use gotrace::{probes::ProbeSelection, AttachOptions};
+use gotrace_tests::{fixtures, go::Toolchain, trace, GoProcess, Variant};
+use tracer_common::ProbeKind;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    which: Which,
+}
+
+#[derive(clap::Subcommand)]
+enum Which {
+    /// Throughput traced/untraced for each workload and probe mode.
+    Overhead(OverheadArgs),
+}
+
+#[derive(Args)]
+struct OverheadArgs {
+    /// Workloads to run.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Workload::Alloc, Workload::Json])]
+    workloads: Vec<Workload>,
+    /// Probe modes to compare with untraced.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Mode::Default, Mode::ExactAlloc])]
+    modes: Vec<Mode>,
+    /// Go release of the workload binary.
+    #[arg(long, default_value = gotrace_tests::go::NEWEST)]
+    go: String,
+    /// Alternations (each: one untraced window and one window per mode).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Length of each measured window.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    window: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Workload {
+    Alloc,
+    Json,
+    Churn,
+    Chan,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// `gotrace attach` defaults.
+    Default,
+    /// `--exact-alloc`.
+    ExactAlloc,
+    /// `--chan-sends`.
+    ChanSends,
+}
+
+impl Mode {
+    fn probes(self) -> ProbeSelection {
+        match self {
+            Mode::Default => ProbeSelection::default_set(),
+            Mode::ExactAlloc => ProbeSelection::default_set().with(ProbeKind::Malloc),
+            Mode::ChanSends => ProbeSelection::default_set().with(ProbeKind::ChanSend),
+        }
+    }
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    match args.which {
+        Which::Overhead(a) => overhead(a),
+    }
+}
+
+/// One measured window.
+struct Window {
+    ops_per_sec: f64,
+    /// Probe hits per second and events lost, when traced.
+    events_per_sec: f64,
+    lost: u64,
+}
+
+fn overhead(args: OverheadArgs) -> Result<()> {
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the benchmark attaches eBPF programs: run as root");
+    }
+    let toolchain = Toolchain::find(&args.go)?;
+    let exe = fixtures::build("workload", toolchain, Variant::Default)?;
+    println!(
+        "workload binary: Go {}, {} rounds of {:?} windows, alternated in one process",
+        toolchain.release, args.rounds, args.window
+    );
+    println!(
+        "{:<8} {:<12} {:>14} {:>14} {:>8} {:>15} {:>12} {:>8}",
+        "workload", "mode", "untraced ops/s", "traced ops/s", "ratio", "ratio min..max", "events/s", "lost"
+    );
+    for workload in &args.workloads {
+        let name = format!("{workload:?}").to_lowercase();
+        let mut proc = GoProcess::start(&exe, &["-mode", &name])?;
+        // Warm up: let the heap and the scheduler reach their steady state.
+        measure(&mut proc, Duration::from_secs(1))?;
+        let mut untraced = Vec::new();
+        let mut traced: Vec<Vec<Window>> = args.modes.iter().map(|_| Vec::new()).collect();
+        for _ in 0..args.rounds {
+            untraced.push(measure(&mut proc, args.window)?.ops_per_sec);
+            for (i, mode) in args.modes.iter().enumerate() {
+                traced[i].push(traced_window(&mut proc, *mode, args.window)?);
+            }
+        }
+        untraced.push(measure(&mut proc, args.window)?.ops_per_sec);
+        for (mode, windows) in args.modes.iter().zip(&traced) {
+            // Each traced window against the mean of the untraced windows around it.
+            let ratios: Vec<f64> = windows
+                .iter()
+                .enumerate()
+                .map(|(r, w)| w.ops_per_sec / ((untraced[r] + untraced[r + 1]) / 2.0))
+                .collect();
+            let traced_rates: Vec<f64> = windows.iter().map(|w| w.ops_per_sec).collect();
+            println!(
+                "{:<8} {:<12} {:>14} {:>14} {:>8.3} {:>15} {:>12.0} {:>8}",
+                name,
+                format!("{mode:?}").to_lowercase(),
+                human(median(&untraced)),
+                human(median(&traced_rates)),
+                median(&ratios),
+                format!("{:.3}..{:.3}", min(&ratios), max(&ratios)),
+                median(&windows.iter().map(|w| w.events_per_sec).collect::<Vec<_>>()),
+                windows.iter().map(|w| w.lost).sum::<u64>(),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn traced_window(proc: &mut GoProcess, mode: Mode, window: Duration) -> Result<Window> {
+    let options = AttachOptions {
+        probes: mode.probes(),
+        ..AttachOptions::default()
+    };
+    let tracing = trace::start(proc.pid(), options)?;
+    let started = Instant::now();
+    let w = measure(proc, window)?;
+    let (session, _) = tracing.finish()?;
+    let hits: u64 = ProbeKind::ALL.iter().map(|k| session.hits(*k)).sum();
+    Ok(Window {
+        events_per_sec: hits as f64 / started.elapsed().as_secs_f64(),
+        lost: session.events_lost(),
+        ..w
+    })
+}
+
+/// Throughput over the next `window`, from the workload's own counters and clock.
+fn measure(proc: &mut GoProcess, window: Duration) -> Result<Window> {
+    let (n0, t0) = next_ops(proc)?;
+    std::thread::sleep(window);
+    let (n1, t1) = next_ops(proc)?;
+    Ok(Window {
+        ops_per_sec: (n1 - n0) as f64 / ((t1 - t0) as f64 / 1e9),
+        events_per_sec: 0.0,
+        lost: 0,
+    })
+}
+
+fn next_ops(proc: &mut GoProcess) -> Result<(u64, u64)> {
+    proc.skip_queued();
+    let line = proc.expect_line("ops ", Duration::from_secs(10))?;
+    let mut f = line.split_whitespace().skip(1).map(str::parse::<u64>);
+    match (f.next(), f.next()) {
+        (Some(Ok(n)), Some(Ok(t))) => Ok((n, t)),
+        _ => Err(anyhow::anyhow!("bad progress line {line:?}")).context("workload output"),
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+fn min(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+fn max(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+}
+
+fn human(r: f64) -> String {
+    if r >= 1e6 {
+        format!("{:.2}M", r / 1e6)
+    } else if r >= 1e3 {
+        format!("{:.1}k", r / 1e3)
+    } else {
+        format!("{r:.0}")
+    }
+}

@@ -1,0 +1,34 @@
+//! `cargo xtask setup`: toolchains and packages, each installed only if missing.
+
+use anyhow::Result;
+use gotrace_tests::go::{self, MATRIX};
+
+/// Debian packages the test suite uses: gcc for the cgo fixtures, util-linux for `setpriv`
+/// and `unshare` (the privilege and kernel-feature tests).
+const DEBIAN_PACKAGES: &[(&str, &str)] = &[("gcc", "gcc"), ("setpriv", "util-linux"), ("unshare", "util-linux")];
+
+pub fn run() -> Result<()> {
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .filter(|(cmd, _)| which(cmd).is_none())
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if !missing.is_empty() {
+        go::install_debian(&missing)?;
+    }
+    for tc in MATRIX {
+        if !tc.is_installed() {
+            tc.ensure()?;
+        }
+        println!("Go {:<8} {}", tc.release, tc.go().display());
+    }
+    Ok(())
+}
+
+pub fn which(cmd: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(cmd))
+            .find(|p| p.is_file())
+    })
+}

@@ -1,0 +1,46 @@
+//! `cargo xtask test`: the whole suite, as CI runs it.
+
+use std::process::Command;
+
+use anyhow::{bail, Result};
+use clap::Args;
+
+#[derive(Args)]
+pub struct TestArgs {
+    /// Skip rustfmt and clippy.
+    #[arg(long)]
+    no_lint: bool,
+    /// Extra arguments for `cargo test` (e.g. a test name filter).
+    #[arg(last = true)]
+    cargo_args: Vec<String>,
+}
+
+pub fn run(args: TestArgs) -> Result<()> {
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the integration tests load real eBPF programs: run as root (sudo -E cargo xtask test)");
+    }
+    crate::setup::run()?;
+    if !args.no_lint {
+        cargo(&["fmt", "--all", "--", "--check"])?;
+        cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    }
+    cargo(&["build", "-p", "gotrace", "--bins"])?;
+    let mut test = vec!["test", "--workspace", "--no-fail-fast"];
+    if !args.cargo_args.is_empty() {
+        test.push("--");
+        test.extend(args.cargo_args.iter().map(String::as_str));
+    }
+    cargo(&test)
+}
+
+pub fn cargo(args: &[&str]) -> Result<()> {
+    eprintln!("+ cargo {}", args.join(" "));
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(args)
+        .current_dir(gotrace_tests::fixtures::workspace_root())
+        .status()?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
