@@ -3,11 +3,7 @@
 //! this toolchain's own LLVM into `~/.cache/gotrace` (once, ~1-2 min), then builds the BPF crate
 //! with `RUSTC_BOOTSTRAP=1 -Z build-std=core`. The object is embedded by `probes::object`.
 
-use std::{
-    env,
-    path::PathBuf,
-    process::Command,
-};
+use std::{env, path::PathBuf, process::Command};
 
 /// bpf-linker 0.13 links with LLVM 20-22 through a feature per version; it must use the same
 /// LLVM major as rustc, or bitcode from rustc will not load.
@@ -182,7 +178,11 @@ fn output(cmd: &mut Command) -> String {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
@@ -190,5 +190,8 @@ fn run(cmd: &mut Command, what: &str) {
     let status = cmd
         .status()
         .unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}"));
-    assert!(status.success(), "{what} failed ({status}); command: {cmd:?}");
+    assert!(
+        status.success(),
+        "{what} failed ({status}); command: {cmd:?}"
+    );
 }

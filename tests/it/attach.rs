@@ -46,7 +46,11 @@ fn exact_counts(release: &str, variant: Variant) -> Result<()> {
     let (status, _) = proc.wait(Duration::from_secs(30))?;
     assert!(status.success(), "fixture failed: {status}");
     let (session, reason) = tracing.finish()?;
-    assert_eq!(reason, StopReason::TargetExited, "the session ends with the target");
+    assert_eq!(
+        reason,
+        StopReason::TargetExited,
+        "the session ends with the target"
+    );
 
     let report = Report::build(&session, reason);
     let c = &report.counters;
@@ -62,18 +66,40 @@ fn exact_counts(release: &str, variant: Variant) -> Result<()> {
     );
     let site = &report.goroutines.created_by_site[0];
     assert_eq!(site.site.function, "main.main");
-    assert!(site.site.file.ends_with("events/main.go"), "{:?}", site.site);
-    assert!(site.function.starts_with("main.main.func"), "{}", site.function);
+    assert!(
+        site.site.file.ends_with("events/main.go"),
+        "{:?}",
+        site.site
+    );
+    assert!(
+        site.function.starts_with("main.main.func"),
+        "{}",
+        site.function
+    );
 
     assert_eq!(report.channels.len(), 1, "{:#?}", report.channels);
     let ch = &report.channels[0];
-    assert_eq!((ch.sends, ch.capacity, ch.last_len), (SENDS, CAPACITY, SENDS - 1));
+    assert_eq!(
+        (ch.sends, ch.capacity, ch.last_len),
+        (SENDS, CAPACITY, SENDS - 1)
+    );
     assert_eq!(report.finalizers[0].site.function, "main.main");
     assert_eq!(report.finalizers[0].count, FINALIZERS);
 
+    assert_eq!(
+        report.target.module.as_deref(),
+        Some("gotrace.dev/fixtures/events")
+    );
     let minor = Toolchain::find(release)?.minor();
-    assert!(report.target.go_version.starts_with(&format!("go{minor}")), "{:?}", report.target);
-    assert_eq!(report.target.stripped, matches!(variant, Variant::Stripped | Variant::StrippedPie));
+    assert!(
+        report.target.go_version.starts_with(&format!("go{minor}")),
+        "{:?}",
+        report.target
+    );
+    assert_eq!(
+        report.target.stripped,
+        matches!(variant, Variant::Stripped | Variant::StrippedPie)
+    );
     drop(session);
     lock.assert_nothing_loaded()
 }

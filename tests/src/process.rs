@@ -81,10 +81,16 @@ impl GoProcess {
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    bail!("no line starting with {prefix:?} within {timeout:?}; output so far: {:?}", self.output)
+                    bail!(
+                        "no line starting with {prefix:?} within {timeout:?}; output so far: {:?}",
+                        self.output
+                    )
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    bail!("process exited before printing {prefix:?}; output: {:?}", self.output)
+                    bail!(
+                        "process exited before printing {prefix:?}; output: {:?}",
+                        self.output
+                    )
                 }
             }
         }
@@ -103,7 +109,10 @@ impl GoProcess {
                 return Ok((status, std::mem::take(&mut self.output)));
             }
             if Instant::now() > deadline {
-                return Err(anyhow!("process {} did not exit within {timeout:?}", self.pid()));
+                return Err(anyhow!(
+                    "process {} did not exit within {timeout:?}",
+                    self.pid()
+                ));
             }
             std::thread::sleep(Duration::from_millis(10));
         }

@@ -8,16 +8,16 @@
 #![no_std]
 #![no_main]
 
+use aya_ebpf::programs::tracing::StackIdContext;
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
     macros::{map, uprobe},
     maps::{PerCpuArray, RingBuf, StackTrace},
     programs::ProbeContext,
 };
-use aya_ebpf::programs::tracing::StackIdContext;
 use tracer_common::{
-    AllocSample, ChanSend, EVENTS_RING_BYTES, EventHeader, FinalizerSet, GoroutineCreated,
-    GoroutineExited, Malloc, PROBE_KINDS, ProbeConfig, ProbeKind, STACKS_ENTRIES,
+    AllocSample, ChanSend, EventHeader, FinalizerSet, GoroutineCreated, GoroutineExited, Malloc,
+    ProbeConfig, ProbeKind, EVENTS_RING_BYTES, PROBE_KINDS, STACKS_ENTRIES,
 };
 
 /// Filled in by userspace (`EbpfLoader::set_global`) with the target's struct offsets.
@@ -120,7 +120,11 @@ pub fn gotrace_newproc1_ret(ctx: ProbeContext) -> u32 {
     let cfg = config();
     let newg = regs(&ctx).rax;
     let curg = read_u64(read_u64(regs(&ctx).r14 + cfg.g_m) + cfg.m_curg);
-    let parent_goid = if curg == 0 { 0 } else { read_u64(curg + cfg.g_goid) };
+    let parent_goid = if curg == 0 {
+        0
+    } else {
+        read_u64(curg + cfg.g_goid)
+    };
     emit(
         ProbeKind::GoroutineCreate,
         GoroutineCreated {

@@ -160,7 +160,10 @@ fn attach(args: AttachArgs) -> Result<ExitCode> {
             site.function
         );
     }
-    eprintln!("gotrace: report written to {}", out.join("report.json").display());
+    eprintln!(
+        "gotrace: report written to {}",
+        out.join("report.json").display()
+    );
     if args.json {
         println!("{}", report.to_json());
     }

@@ -13,7 +13,9 @@ pub enum Error {
     #[error("process {pid} is a zombie or a kernel thread: it has no executable to trace")]
     NoExecutable { pid: u32 },
 
-    #[error("cannot read {what} of process {pid}: {source} (run gotrace as root: `sudo gotrace ...`)")]
+    #[error(
+        "cannot read {what} of process {pid}: {source} (run gotrace as root: `sudo gotrace ...`)"
+    )]
     ProcAccess {
         pid: u32,
         what: &'static str,
@@ -26,7 +28,9 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    #[error("{path} is not a Go program ({reason}); gotrace traces binaries built by the Go toolchain")]
+    #[error(
+        "{path} is not a Go program ({reason}); gotrace traces binaries built by the Go toolchain"
+    )]
     NotGo { path: String, reason: String },
 
     #[error("{path}: {reason}")]
@@ -52,7 +56,9 @@ pub enum Error {
     #[error("this kernel cannot place uprobes ({detail}); gotrace needs Linux 5.8+ with CONFIG_UPROBE_EVENTS=y and BPF ring buffers")]
     NoUprobeSupport { detail: String },
 
-    #[error("loading the eBPF programs failed: {0} (is the kernel 5.8+ with BTF, and are you root?)")]
+    #[error(
+        "loading the eBPF programs failed: {0} (is the kernel 5.8+ with BTF, and are you root?)"
+    )]
     Load(String),
 
     #[error("attaching the {probe} probe to process {pid} failed: {reason}")]

@@ -20,14 +20,16 @@ impl Event {
     /// programs, but the reader must not trust the buffer blindly).
     pub fn decode(bytes: &[u8]) -> Option<Event> {
         let header: EventHeader = read(bytes)?;
-        Some(match ProbeKind::from_u32(u32::try_from(header.kind).ok()?)? {
-            ProbeKind::GoroutineCreate => Event::GoroutineCreated(read(bytes)?),
-            ProbeKind::GoroutineExit => Event::GoroutineExited(read(bytes)?),
-            ProbeKind::ChanSend => Event::ChanSend(read(bytes)?),
-            ProbeKind::SetFinalizer => Event::FinalizerSet(read(bytes)?),
-            ProbeKind::AllocSample => Event::AllocSample(read(bytes)?),
-            ProbeKind::Malloc => Event::Malloc(read(bytes)?),
-        })
+        Some(
+            match ProbeKind::from_u32(u32::try_from(header.kind).ok()?)? {
+                ProbeKind::GoroutineCreate => Event::GoroutineCreated(read(bytes)?),
+                ProbeKind::GoroutineExit => Event::GoroutineExited(read(bytes)?),
+                ProbeKind::ChanSend => Event::ChanSend(read(bytes)?),
+                ProbeKind::SetFinalizer => Event::FinalizerSet(read(bytes)?),
+                ProbeKind::AllocSample => Event::AllocSample(read(bytes)?),
+                ProbeKind::Malloc => Event::Malloc(read(bytes)?),
+            },
+        )
     }
 
     pub fn header(&self) -> &EventHeader {

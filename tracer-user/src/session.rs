@@ -127,8 +127,10 @@ impl Session {
     /// Goroutines alive now: the census at attach plus what was created minus what exited.
     pub fn live_goroutines(&self) -> Option<i64> {
         let start = self.live_at_start?;
-        Some(start.all as i64 + self.hits(ProbeKind::GoroutineCreate) as i64
-            - self.hits(ProbeKind::GoroutineExit) as i64)
+        Some(
+            start.all as i64 + self.hits(ProbeKind::GoroutineCreate) as i64
+                - self.hits(ProbeKind::GoroutineExit) as i64,
+        )
     }
 
     /// Processes events until `stop` resolves, the duration elapses or the target exits.
@@ -147,7 +149,10 @@ impl Session {
             .ok_or_else(|| Error::Other("this session already ran".into()))?;
         let mut ring =
             readable(ring).map_err(|e| Error::Other(format!("polling the ring buffer: {e}")))?;
-        let deadline = self.options.duration.map(|d| tokio::time::Instant::now() + d);
+        let deadline = self
+            .options
+            .duration
+            .map(|d| tokio::time::Instant::now() + d);
         let mut ticker = tokio::time::interval(self.options.tick);
         ticker.tick().await;
         let mut last_hits = self.hit_snapshot();
@@ -157,8 +162,12 @@ impl Session {
             tokio::select! {
                 guard = ring.readable_mut() => {
                     let mut guard = guard.map_err(|e| Error::Other(format!("ring buffer: {e}")))?;
-                    drain(guard.get_inner_mut(), &mut self.model);
+                    // Clear first, then empty the buffer: the kernel notifies only when a record
+                    // is committed while the consumer is caught up, so a notification that came
+                    // in while draining must not be cleared away, or the reader would sleep
+                    // while the buffer fills.
                     guard.clear_ready();
+                    drain(guard.get_inner_mut(), &mut self.model);
                 }
                 _ = ticker.tick() => {
                     let hits = self.hit_snapshot();
@@ -181,9 +190,25 @@ impl Session {
                 _ = sleep_until(deadline) => break StopReason::Duration,
             }
         };
-        // Detach first so nothing new arrives, then take what is still in the buffer.
-        self.detach();
+        // Removing uprobes takes the kernel ~0.1 s each (an RCU grace period), while the other
+        // probes keep firing: keep reading meanwhile, then take what is left.
+        let begin = Instant::now();
+        if let Some(probes) = self.probes.take() {
+            let mut detach = tokio::task::spawn_blocking(move || drop(probes));
+            loop {
+                tokio::select! {
+                    _ = &mut detach => break,
+                    guard = ring.readable_mut() => {
+                        if let Ok(mut guard) = guard {
+                            guard.clear_ready();
+                            drain(guard.get_inner_mut(), &mut self.model);
+                        }
+                    }
+                }
+            }
+        }
         drain(ring.get_mut(), &mut self.model);
+        log::debug!("detached in {:?}", begin.elapsed());
         self.maps.events = Some(ring.into_inner());
         Ok(reason)
     }

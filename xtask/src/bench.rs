@@ -26,7 +26,7 @@ enum Which {
 #[derive(Args)]
 struct OverheadArgs {
     /// Workloads to run.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Workload::Alloc, Workload::Json])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Workload::Alloc, Workload::AllocSampled, Workload::Json])]
     workloads: Vec<Workload>,
     /// Probe modes to compare with untraced.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Mode::Default, Mode::ExactAlloc])]
@@ -44,7 +44,10 @@ struct OverheadArgs {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Workload {
+    /// Allocation-heavy, Go's heap sampler off (as in binaries without pprof).
     Alloc,
+    /// The same with the sampler on at Go's default rate (one sample per 512 KiB).
+    AllocSampled,
     Json,
     Churn,
     Chan,
@@ -58,6 +61,18 @@ enum Mode {
     ExactAlloc,
     /// `--chan-sends`.
     ChanSends,
+}
+
+impl Workload {
+    fn args(self) -> Vec<&'static str> {
+        match self {
+            Workload::Alloc => vec!["-mode", "alloc"],
+            Workload::AllocSampled => vec!["-mode", "alloc", "-memprofilerate", "524288"],
+            Workload::Json => vec!["-mode", "json"],
+            Workload::Churn => vec!["-mode", "churn"],
+            Workload::Chan => vec!["-mode", "chan"],
+        }
+    }
 }
 
 impl Mode {
@@ -96,11 +111,18 @@ fn overhead(args: OverheadArgs) -> Result<()> {
     );
     println!(
         "{:<8} {:<12} {:>14} {:>14} {:>8} {:>15} {:>12} {:>8}",
-        "workload", "mode", "untraced ops/s", "traced ops/s", "ratio", "ratio min..max", "events/s", "lost"
+        "workload",
+        "mode",
+        "untraced ops/s",
+        "traced ops/s",
+        "ratio",
+        "ratio min..max",
+        "events/s",
+        "lost"
     );
     for workload in &args.workloads {
-        let name = format!("{workload:?}").to_lowercase();
-        let mut proc = GoProcess::start(&exe, &["-mode", &name])?;
+        let name = workload.to_possible_value().unwrap().get_name().to_string();
+        let mut proc = GoProcess::start(&exe, &workload.args())?;
         // Warm up: let the heap and the scheduler reach their steady state.
         measure(&mut proc, Duration::from_secs(1))?;
         let mut untraced = Vec::new();
@@ -123,7 +145,7 @@ fn overhead(args: OverheadArgs) -> Result<()> {
             println!(
                 "{:<8} {:<12} {:>14} {:>14} {:>8.3} {:>15} {:>12.0} {:>8}",
                 name,
-                format!("{mode:?}").to_lowercase(),
+                mode.to_possible_value().unwrap().get_name(),
                 human(median(&untraced)),
                 human(median(&traced_rates)),
                 median(&ratios),

@@ -39,7 +39,10 @@ pub fn run(args: DemoArgs) -> Result<()> {
     std::fs::create_dir_all(service.parent().unwrap())?;
     eprintln!("+ building demo/leakysvc with Go {}", toolchain.release);
     let mut build = toolchain.command();
-    build.current_dir(root.join("demo/leakysvc")).args(["build", "-o"]).arg(&service);
+    build
+        .current_dir(root.join("demo/leakysvc"))
+        .args(["build", "-o"])
+        .arg(&service);
     if args.stripped {
         build.arg("-ldflags=-s -w");
     }

@@ -10,7 +10,10 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "gotrace's build, set-up, test and benchmark tasks")]
+#[command(
+    name = "cargo xtask",
+    about = "gotrace's build, set-up, test and benchmark tasks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -5,7 +5,11 @@ use gotrace_tests::go::{self, MATRIX};
 
 /// Debian packages the test suite uses: gcc for the cgo fixtures, util-linux for `setpriv`
 /// and `unshare` (the privilege and kernel-feature tests).
-const DEBIAN_PACKAGES: &[(&str, &str)] = &[("gcc", "gcc"), ("setpriv", "util-linux"), ("unshare", "util-linux")];
+const DEBIAN_PACKAGES: &[(&str, &str)] = &[
+    ("gcc", "gcc"),
+    ("setpriv", "util-linux"),
+    ("unshare", "util-linux"),
+];
 
 pub fn run() -> Result<()> {
     let missing: Vec<&str> = DEBIAN_PACKAGES

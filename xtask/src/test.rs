@@ -17,12 +17,13 @@ pub struct TestArgs {
 
 pub fn run(args: TestArgs) -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
-        bail!("the integration tests load real eBPF programs: run as root (sudo -E cargo xtask test)");
+        bail!(
+            "the integration tests load real eBPF programs: run as root (sudo -E cargo xtask test)"
+        );
     }
     crate::setup::run()?;
     if !args.no_lint {
-        cargo(&["fmt", "--all", "--", "--check"])?;
-        cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+        lint()?;
     }
     cargo(&["build", "-p", "gotrace", "--bins"])?;
     let mut test = vec!["test", "--workspace", "--no-fail-fast"];
@@ -33,11 +34,44 @@ pub fn run(args: TestArgs) -> Result<()> {
     cargo(&test)
 }
 
+/// rustfmt and clippy (warnings are errors) on the host workspace and on the eBPF crate.
+fn lint() -> Result<()> {
+    cargo(&["fmt", "--all", "--", "--check"])?;
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    let ebpf = gotrace_tests::fixtures::workspace_root().join("tracer-ebpf");
+    cargo_in(&ebpf, &["fmt", "--", "--check"])?;
+    cargo_in(
+        &ebpf,
+        &[
+            "clippy",
+            "--release",
+            "--target-dir",
+            "../target/bpf",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )
+}
+
 pub fn cargo(args: &[&str]) -> Result<()> {
+    cargo_in(&gotrace_tests::fixtures::workspace_root(), args)
+}
+
+fn cargo_in(dir: &std::path::Path, args: &[&str]) -> Result<()> {
     eprintln!("+ cargo {}", args.join(" "));
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(args)
-        .current_dir(gotrace_tests::fixtures::workspace_root())
+        .current_dir(dir)
+        // Stable Rust builds `core` for the BPF target only with this (see tracer-user/build.rs).
+        .env("RUSTC_BOOTSTRAP", "1")
         .status()?;
     if !status.success() {
         bail!("cargo {} failed ({status})", args.join(" "));

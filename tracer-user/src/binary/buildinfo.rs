@@ -105,8 +105,10 @@ impl BuildInfo {
             return Err(BuildInfoError::Corrupt("big-endian build info on x86_64"));
         }
         let mut rest = blob.get(32..).ok_or(BuildInfoError::Corrupt("header"))?;
-        let version_string = read_varint_string(&mut rest).ok_or(BuildInfoError::Corrupt("version"))?;
-        let modinfo = read_varint_string(&mut rest).unwrap_or_default();
+        let version_string = read_varint_bytes(&mut rest)
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .ok_or(BuildInfoError::Corrupt("version"))?;
+        let modinfo = read_varint_bytes(&mut rest).unwrap_or_default();
         let version =
             GoVersion::parse(&version_string).ok_or(BuildInfoError::Corrupt("version string"))?;
         Ok(Self::from_strings(version_string, version, &modinfo))
@@ -125,13 +127,14 @@ impl BuildInfo {
         Self::parse(&data[pos * 16..])
     }
 
-    fn from_strings(version_string: String, version: GoVersion, modinfo: &str) -> Self {
-        // The module info is framed by 16-byte sentinels.
-        let modinfo = if modinfo.len() >= 33 && modinfo.as_bytes()[modinfo.len() - 17] == b'\n' {
+    fn from_strings(version_string: String, version: GoVersion, modinfo: &[u8]) -> Self {
+        // The module info is framed by 16-byte binary sentinels.
+        let modinfo = if modinfo.len() >= 33 && modinfo[modinfo.len() - 17] == b'\n' {
             &modinfo[16..modinfo.len() - 16]
         } else {
             modinfo
         };
+        let modinfo = String::from_utf8_lossy(modinfo);
         let mut info = BuildInfo {
             experiments: experiments_of(&version_string),
             version_string,
@@ -147,7 +150,8 @@ impl BuildInfo {
                 Some("mod") => info.main_module = fields.next().map(str::to_string),
                 Some("build") => {
                     if let Some((k, v)) = fields.next().and_then(|kv| kv.split_once('=')) {
-                        info.settings.push((k.to_string(), v.trim_matches('"').to_string()));
+                        info.settings
+                            .push((k.to_string(), v.trim_matches('"').to_string()));
                     }
                 }
                 _ => {}
@@ -179,7 +183,7 @@ fn experiments_of(version_string: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn read_varint_string(buf: &mut &[u8]) -> Option<String> {
+fn read_varint_bytes<'a>(buf: &mut &'a [u8]) -> Option<&'a [u8]> {
     let mut len: u64 = 0;
     let mut shift = 0;
     let mut i = 0;
@@ -196,7 +200,7 @@ fn read_varint_string(buf: &mut &[u8]) -> Option<String> {
         }
     }
     let end = i.checked_add(usize::try_from(len).ok()?)?;
-    let s = String::from_utf8_lossy(buf.get(i..end)?).into_owned();
+    let s = buf.get(i..end)?;
     *buf = &buf[end..];
     Some(s)
 }
@@ -208,7 +212,10 @@ mod tests {
     #[test]
     fn parses_versions() {
         assert_eq!(GoVersion::parse("go1.26.6"), Some(GoVersion::new(1, 26, 6)));
-        assert_eq!(GoVersion::parse("go1.21rc2"), Some(GoVersion::new(1, 21, 0)));
+        assert_eq!(
+            GoVersion::parse("go1.21rc2"),
+            Some(GoVersion::new(1, 21, 0))
+        );
         assert_eq!(GoVersion::parse("go1.22"), Some(GoVersion::new(1, 22, 0)));
         assert_eq!(
             GoVersion::parse("go1.26.6 X:goroutineleakprofile"),

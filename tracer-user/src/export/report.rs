@@ -115,7 +115,11 @@ impl Report {
                 exited: s.exited,
             })
             .collect();
-        created_by_site.sort_by(|a, b| b.created.cmp(&a.created).then(a.site.function.cmp(&b.site.function)));
+        created_by_site.sort_by(|a, b| {
+            b.created
+                .cmp(&a.created)
+                .then(a.site.function.cmp(&b.site.function))
+        });
 
         let mut channels: Vec<ChannelReport> = model
             .channels
@@ -130,7 +134,7 @@ impl Report {
                 last_sender: sym.caller_frame(c.last_caller.wrapping_sub(bias)),
             })
             .collect();
-        channels.sort_by(|a, b| b.sends.cmp(&a.sends));
+        channels.sort_by_key(|c| std::cmp::Reverse(c.sends));
 
         let mut finalizers: Vec<SiteCount> = model
             .finalizer_sites
@@ -140,7 +144,7 @@ impl Report {
                 count: *n,
             })
             .collect();
-        finalizers.sort_by(|a, b| b.count.cmp(&a.count));
+        finalizers.sort_by_key(|f| std::cmp::Reverse(f.count));
 
         let live_at_end = if target.is_alive() {
             allgs::census(target, &session.runtime)

@@ -46,7 +46,10 @@ fn read_census(target: &Target, allgs: u64, status_off: u64, startpc_off: u64) -
     let gs = mem.read_vec(ptr, len * 8)?;
     let mut census = Census::default();
     let pcln = target.binary.pclntab();
-    for g in gs.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())) {
+    for g in gs
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+    {
         let status = mem.read_u32(g + status_off)? & !G_SCAN;
         if status == G_DEAD || status == G_IDLE {
             continue;
@@ -68,5 +71,8 @@ fn read_census(target: &Target, allgs: u64, status_off: u64, startpc_off: u64) -
 /// goroutine (and the finalizer goroutine while it runs a user finalizer, not modelled here).
 pub fn is_system_goroutine(start_function: &str) -> bool {
     start_function.starts_with("runtime.")
-        && !matches!(start_function, "runtime.main" | "runtime.corostart" | "runtime.handleAsyncEvent")
+        && !matches!(
+            start_function,
+            "runtime.main" | "runtime.corostart" | "runtime.handleAsyncEvent"
+        )
 }

@@ -63,11 +63,17 @@ impl Runtime {
     /// The offsets the eBPF programs need.
     pub fn probe_config(&self, binary: &GoBinary) -> Result<ProbeConfig> {
         let get = |f: Field| {
-            self.offsets.get(f).ok_or_else(|| Error::UnsupportedGoVersion {
-                path: binary.path.clone(),
-                version: binary.buildinfo.version_string.clone(),
-                reason: format!("its runtime has no {:?} field ({:?})", f, f.dwarf_names()[0]),
-            })
+            self.offsets
+                .get(f)
+                .ok_or_else(|| Error::UnsupportedGoVersion {
+                    path: binary.path.clone(),
+                    version: binary.buildinfo.version_string.clone(),
+                    reason: format!(
+                        "its runtime has no {:?} field ({:?})",
+                        f,
+                        f.dwarf_names()[0]
+                    ),
+                })
         };
         Ok(ProbeConfig {
             g_goid: get(Field::GGoid)?,

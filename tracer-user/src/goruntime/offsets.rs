@@ -56,6 +56,9 @@ fields! {
     ModuledataEtext => [("runtime.moduledata", "etext")],
 }
 
+/// One row of the generated table: Go major, minor, and the offsets of that release.
+pub type ReleaseOffsets = (u32, u32, &'static [(Field, u64)]);
+
 /// Where a set of offsets came from, as shown by `gotrace inspect` and report.json.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]

@@ -8,9 +8,9 @@
 //   go1.25.5
 //   go1.26.6
 //   go1.27.3
-use super::offsets::Field;
+use super::offsets::{Field, ReleaseOffsets};
 
-pub static TABLE: &[(u32, u32, &[(Field, u64)])] = &[
+pub static TABLE: &[ReleaseOffsets] = &[
     (
         1,
         19,

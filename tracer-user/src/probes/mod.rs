@@ -13,7 +13,9 @@ use aya::{
     },
     Ebpf, EbpfLoader,
 };
-use tracer_common::{ProbeConfig, ProbeKind, CONFIG_GLOBAL, EVENTS_MAP, HITS_MAP, LOST_MAP, STACKS_MAP};
+use tracer_common::{
+    ProbeConfig, ProbeKind, CONFIG_GLOBAL, EVENTS_MAP, HITS_MAP, LOST_MAP, STACKS_MAP,
+};
 
 pub use plan::{PlannedProbe, ProbeSite};
 
@@ -94,10 +96,14 @@ impl AttachedProbes {
             }
             let program: &mut UProbe = bpf
                 .program_mut(probe.program)
-                .ok_or_else(|| Error::Load(format!("program {} missing from the object", probe.program)))?
+                .ok_or_else(|| {
+                    Error::Load(format!("program {} missing from the object", probe.program))
+                })?
                 .try_into()
                 .map_err(|e| Error::Load(error_chain(&e)))?;
-            program.load().map_err(|e| Error::Load(format!("{}: {}", probe.program, error_chain(&e))))?;
+            program
+                .load()
+                .map_err(|e| Error::Load(format!("{}: {}", probe.program, error_chain(&e))))?;
             for site in &probe.sites {
                 program
                     .attach(
@@ -108,7 +114,12 @@ impl AttachedProbes {
                     .map_err(|e| Error::Attach {
                         probe: probe.name,
                         pid,
-                        reason: format!("{} at {:#x}: {}", site.function, site.address, error_chain(&e)),
+                        reason: format!(
+                            "{} at {:#x}: {}",
+                            site.function,
+                            site.address,
+                            error_chain(&e)
+                        ),
                     })?;
                 sites_attached += 1;
             }

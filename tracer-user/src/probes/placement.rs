@@ -9,7 +9,9 @@
 //!   the kernel replaces the return address on the goroutine stack, which the Go runtime later
 //!   copies or unwinds ("unexpected return pc" crashes).
 
-use iced_x86::{Code, Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind, Register};
+use iced_x86::{
+    Code, Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind, Register,
+};
 
 /// `g.stackguard0` is at offset 16 in every supported release (1.19–1.27).
 const STACKGUARD0: u64 = 16;

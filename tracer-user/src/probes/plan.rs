@@ -86,7 +86,10 @@ pub const PROBES: &[ProbeDef] = &[
 ];
 
 pub fn def(kind: ProbeKind) -> &'static ProbeDef {
-    PROBES.iter().find(|d| d.kind == kind).expect("every kind has a definition")
+    PROBES
+        .iter()
+        .find(|d| d.kind == kind)
+        .expect("every kind has a definition")
 }
 
 /// One instruction to put a uprobe on.
@@ -142,7 +145,10 @@ fn sites(binary: &GoBinary, def: &ProbeDef) -> Result<Vec<ProbeSite>, String> {
     let funcs: Vec<_> = match &def.functions {
         FunctionSet::Named(names) => names.iter().filter_map(|n| pcln.find(n)).collect(),
         FunctionSet::Allocators => {
-            let leaves: Vec<_> = pcln.funcs().filter(|f| is_allocator_leaf(&f.name)).collect();
+            let leaves: Vec<_> = pcln
+                .funcs()
+                .filter(|f| is_allocator_leaf(&f.name))
+                .collect();
             if leaves.is_empty() {
                 pcln.find("runtime.mallocgc").into_iter().collect()
             } else {
@@ -189,9 +195,9 @@ fn is_allocator_leaf(name: &str) -> bool {
         return false;
     };
     // Size-class-specialised: mallocgcTinySC2, mallocgcSmallNoScanSC3, mallocgcSmallScanNoHeaderSC1...
-    let specialised = rest
-        .rfind("SC")
-        .is_some_and(|i| !rest[i + 2..].is_empty() && rest[i + 2..].bytes().all(|b| b.is_ascii_digit()));
+    let specialised = rest.rfind("SC").is_some_and(|i| {
+        !rest[i + 2..].is_empty() && rest[i + 2..].bytes().all(|b| b.is_ascii_digit())
+    });
     specialised
         || matches!(
             rest,

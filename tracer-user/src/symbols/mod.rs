@@ -47,10 +47,7 @@ impl<'b> Symbolizer<'b> {
     /// The frame at `pc` (a link-time address: subtract the load bias of a PIE first).
     pub fn frame(&self, pc: u64) -> Frame {
         let pcln = self.binary.pclntab();
-        let Some(func) = pcln
-            .func_index_for_pc(pc)
-            .and_then(|i| pcln.func(i))
-        else {
+        let Some(func) = pcln.func_index_for_pc(pc).and_then(|i| pcln.func(i)) else {
             return Frame::unknown(pc);
         };
         let line = pcln.line(func.index, pc);

@@ -77,7 +77,9 @@ impl Pclntab {
         len: usize,
         text_start: Option<u64>,
     ) -> Result<Self, PclntabError> {
-        let bytes = data.get(base..base.saturating_add(len)).ok_or(PclntabError::Missing)?;
+        let bytes = data
+            .get(base..base.saturating_add(len))
+            .ok_or(PclntabError::Missing)?;
         let magic = u32::from_le_bytes(
             bytes
                 .get(0..4)
@@ -154,12 +156,9 @@ impl Pclntab {
             .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
     }
 
-    pub fn len(&self) -> usize {
+    /// Number of functions in the table.
+    pub fn func_count(&self) -> usize {
         self.nfunc
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.nfunc == 0
     }
 
     pub fn text_start(&self) -> u64 {
@@ -285,7 +284,9 @@ impl Pclntab {
         if table == 0 {
             return None;
         }
-        let mut p = self.bytes().get(self.pctab.checked_add(table as usize)?..)?;
+        let mut p = self
+            .bytes()
+            .get(self.pctab.checked_add(table as usize)?..)?;
         let mut pc = entry;
         let mut val: i32 = -1;
         let mut first = true;

@@ -24,7 +24,8 @@ impl ProcessMemory {
             iov_base: addr as *mut libc::c_void,
             iov_len: buf.len(),
         };
-        let n = unsafe { libc::process_vm_readv(self.pid as libc::pid_t, &local, 1, &remote, 1, 0) };
+        let n =
+            unsafe { libc::process_vm_readv(self.pid as libc::pid_t, &local, 1, &remote, 1, 0) };
         if n < 0 {
             return Err(Error::Memory {
                 pid: self.pid,

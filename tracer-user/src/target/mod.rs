@@ -122,8 +122,11 @@ impl Target {
         std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
             .ok()
             .and_then(|s| {
-                s.rsplit_once(')')
-                    .and_then(|(_, rest)| rest.split_whitespace().next().map(|st| st != "Z" && st != "X"))
+                s.rsplit_once(')').and_then(|(_, rest)| {
+                    rest.split_whitespace()
+                        .next()
+                        .map(|st| st != "Z" && st != "X")
+                })
             })
             .unwrap_or(false)
     }
@@ -152,9 +155,13 @@ fn load_bias(pid: u32, binary: &GoBinary) -> Result<u64> {
         .unwrap_or((0, 0));
     for line in maps.lines() {
         let mut parts = line.split_whitespace();
-        let (Some(range), Some(_perms), Some(offset), Some(_dev), Some(inode)) =
-            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(range), Some(_perms), Some(offset), Some(_dev), Some(inode)) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
             continue;
         };
         if exe_ino.is_some_and(|ino| inode.parse::<u64>().ok() != Some(ino)) {

@@ -1,0 +1,160 @@
+//! The `gotrace attach` command as users run it: stopping by signal, by duration, by the
+//! target's exit; the report it leaves behind; its help.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use gotrace_tests::{bpf, fixtures, go, gotrace_bin, GoProcess, Toolchain, Variant};
+use serde_json::Value;
+
+fn workload() -> Result<GoProcess> {
+    let exe = fixtures::build("workload", Toolchain::find(go::NEWEST)?, Variant::Stripped)?;
+    GoProcess::start(&exe, &["-mode", "churn"])
+}
+
+fn read_report(dir: &std::path::Path) -> Result<Value> {
+    let text = std::fs::read_to_string(dir.join("report.json")).context("report.json")?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+/// Attaches, waits for the first live summary line, sends `signal`, and checks the clean exit.
+fn stops_cleanly_on(signal: libc::c_int) -> Result<()> {
+    let lock = bpf::exclusive();
+    let target = workload()?;
+    let out = tempdir("signal");
+    let mut gotrace = Command::new(gotrace_bin())
+        .args([
+            "attach",
+            &target.pid().to_string(),
+            "--interval",
+            "200ms",
+            "--out",
+        ])
+        .arg(&out)
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stderr = BufReader::new(gotrace.stderr.take().unwrap()).lines();
+    let first = stderr.next().context("gotrace printed nothing")??;
+    assert!(first.starts_with("gotrace: attached to"), "{first}");
+    let summary = stderr.next().context("no live summary")??;
+    assert!(summary.contains("goroutine-create"), "{summary}");
+    unsafe { libc::kill(gotrace.id() as i32, signal) };
+    let rest: Vec<String> = stderr.map_while(|l| l.ok()).collect();
+    let status = gotrace.wait()?;
+    assert!(status.success(), "{status}: {rest:?}");
+    assert!(rest.iter().any(|l| l.contains("stopped after")), "{rest:?}");
+    let report = read_report(&out)?;
+    assert_eq!(report["session"]["end_reason"], "stopped");
+    assert!(report["counters"]["goroutines_created"].as_u64().unwrap() > 0);
+    // The target keeps running, untouched.
+    assert!(std::path::Path::new(&format!("/proc/{}", target.pid())).exists());
+    lock.assert_nothing_loaded()
+}
+
+#[test]
+fn sigint_detaches_and_writes_the_report() -> Result<()> {
+    stops_cleanly_on(libc::SIGINT)
+}
+
+#[test]
+fn sigterm_detaches_and_writes_the_report() -> Result<()> {
+    stops_cleanly_on(libc::SIGTERM)
+}
+
+#[test]
+fn duration_and_json_on_stdout() -> Result<()> {
+    let lock = bpf::exclusive();
+    let target = workload()?;
+    let out = tempdir("duration");
+    let output = Command::new(gotrace_bin())
+        .args([
+            "attach",
+            &target.pid().to_string(),
+            "--duration",
+            "1s",
+            "--json",
+            "--quiet",
+            "--out",
+        ])
+        .arg(&out)
+        .output()?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&output.stdout)?;
+    let written = read_report(&out)?;
+    assert_eq!(printed, written, "--json prints the report it writes");
+    assert_eq!(written["session"]["end_reason"], "duration");
+    assert_eq!(written["target"]["pid"], target.pid());
+    assert!(written["target"]["go_version"]
+        .as_str()
+        .unwrap()
+        .starts_with("go1.27"));
+    assert_eq!(written["target"]["stripped"], true);
+    let d = written["session"]["duration_s"].as_f64().unwrap();
+    assert!((1.0..3.0).contains(&d), "duration {d}");
+    for key in [
+        "goroutines_created",
+        "goroutines_exited",
+        "chan_sends",
+        "finalizers_set",
+        "alloc_samples",
+        "events_lost",
+    ] {
+        assert!(written["counters"][key].is_u64(), "counters.{key}");
+    }
+    assert!(
+        written["goroutines"]["live_at_end"].is_u64()
+            || written["goroutines"]["live_at_end"].is_null()
+    );
+    lock.assert_nothing_loaded()
+}
+
+#[test]
+fn ends_when_the_target_exits() -> Result<()> {
+    let lock = bpf::exclusive();
+    let exe = fixtures::build("events", Toolchain::find(go::OLDEST)?, Variant::Default)?;
+    let mut target = GoProcess::start(&exe, &["-goroutines", "5"])?;
+    let out = tempdir("exit");
+    let mut gotrace = Command::new(gotrace_bin())
+        .args(["attach", &target.pid().to_string(), "--out"])
+        .arg(&out)
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stderr = BufReader::new(gotrace.stderr.take().unwrap()).lines();
+    let first = stderr.next().context("gotrace printed nothing")??;
+    assert!(first.starts_with("gotrace: attached to"), "{first}");
+    target.send("go")?;
+    target.expect_line("done", Duration::from_secs(30))?;
+    target.wait(Duration::from_secs(30))?;
+    let status = gotrace.wait()?;
+    assert!(status.success());
+    let report = read_report(&out)?;
+    assert_eq!(report["session"]["end_reason"], "target-exited");
+    assert_eq!(report["counters"]["goroutines_created"], 5);
+    lock.assert_nothing_loaded()
+}
+
+#[test]
+fn help_shows_examples() -> Result<()> {
+    for args in [&["--help"][..], &["attach", "--help"][..]] {
+        let out = Command::new(gotrace_bin()).args(args).output()?;
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout)?;
+        assert!(text.contains("Examples:"), "{text}");
+        assert!(text.contains("sudo gotrace attach"), "{text}");
+    }
+    Ok(())
+}
+
+fn tempdir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("gotrace-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
