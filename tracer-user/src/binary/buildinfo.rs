@@ -111,7 +111,7 @@ impl BuildInfo {
         let modinfo = read_varint_bytes(&mut rest).unwrap_or_default();
         let version =
             GoVersion::parse(&version_string).ok_or(BuildInfoError::Corrupt("version string"))?;
-        Ok(Self::from_strings(version_string, version, &modinfo))
+        Ok(Self::from_strings(version_string, version, modinfo))
     }
 
     /// Finds the build-info blob: the `.go.buildinfo` section, or the magic on a 16-byte
