@@ -35,6 +35,13 @@ fn exact_counts(release: &str, variant: Variant) -> Result<()> {
         .context("the fixture prints its goid")?
         .parse()?;
 
+    let num_goroutine: u64 = proc
+        .output
+        .iter()
+        .find_map(|l| l.strip_prefix("numgoroutine "))
+        .context("the fixture prints runtime.NumGoroutine()")?
+        .parse()?;
+
     let options = AttachOptions {
         probes: ProbeSelection::default_set().with(ProbeKind::ChanSend),
         ..AttachOptions::default()
@@ -50,6 +57,15 @@ fn exact_counts(release: &str, variant: Variant) -> Result<()> {
         reason,
         StopReason::TargetExited,
         "the session ends with the target"
+    );
+
+    // The census read from the runtime's memory agrees with runtime.NumGoroutine, also in
+    // stripped binaries, where allgs is found by decoding code.
+    let census = session.live_at_start.context("allgs located")?;
+    assert_eq!(census.user, num_goroutine, "{census:?}");
+    assert!(
+        census.all > census.user,
+        "the runtime's own goroutines: {census:?}"
     );
 
     let report = Report::build(&session, reason);

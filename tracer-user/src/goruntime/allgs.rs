@@ -1,6 +1,9 @@
 //! The runtime's list of every goroutine (`runtime.allgs`), read from the target's memory.
 
-use super::{Field, Runtime};
+use super::{
+    datasyms::{self, DataSymbol},
+    Field, Runtime,
+};
 use crate::{error::Result, target::Target};
 
 /// `_Gdead`: a g on a free list, not a goroutine.
@@ -21,10 +24,7 @@ pub struct Census {
 
 /// Address of the `allgs` slice header in the running process, if gotrace can find it.
 pub fn allgs_address(target: &Target) -> Option<u64> {
-    target
-        .binary
-        .symbol("runtime.allgs")
-        .map(|a| a + target.load_bias)
+    datasyms::locate(&target.binary, DataSymbol::Allgs).map(|l| l.address() + target.load_bias)
 }
 
 /// Counts live goroutines by walking `allgs`. `None` when the slice cannot be located.

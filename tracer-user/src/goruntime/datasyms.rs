@@ -1,0 +1,143 @@
+//! Addresses of the runtime's global variables (`runtime.allgs`, `runtime.MemProfileRate`, ...).
+//!
+//! The symbol table has them, but `-ldflags=-s` removes it, and production binaries are usually
+//! stripped. The code that uses a variable still names it, as a RIP-relative operand: each
+//! variable here has an *anchor*, a small runtime function whose n-th distinct RIP-relative
+//! operand (in instruction order) is the variable itself, at offset 0. Anchors were chosen from
+//! the disassembly of every supported release (1.19, 1.21–1.27) as the ones that give the same
+//! answer in all of them; the `datasyms` integration test checks each against the symbol table
+//! of unstripped builds of every release, PIE and not.
+
+use iced_x86::{Decoder, DecoderOptions, Instruction};
+use serde::Serialize;
+
+use crate::binary::GoBinary;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum DataSymbol {
+    /// `[]*g`: every g ever allocated.
+    Allgs,
+    /// `uintptr`: `len(allgs)`, updated atomically.
+    Allglen,
+    /// `int`: the heap sampler's average bytes between samples (0: off).
+    MemProfileRate,
+    /// `*bucket`: head of the list of heap-profile buckets.
+    Mbuckets,
+    /// `runtime.mstats`.
+    Memstats,
+    /// `[]*p`.
+    Allp,
+    /// `runtime.gcControllerState`.
+    GcController,
+    /// `*finblock`: queued finalizers not yet run.
+    Finq,
+}
+
+impl DataSymbol {
+    pub const ALL: &'static [DataSymbol] = &[
+        DataSymbol::Allgs,
+        DataSymbol::Allglen,
+        DataSymbol::MemProfileRate,
+        DataSymbol::Mbuckets,
+        DataSymbol::Memstats,
+        DataSymbol::Allp,
+        DataSymbol::GcController,
+        DataSymbol::Finq,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DataSymbol::Allgs => "runtime.allgs",
+            DataSymbol::Allglen => "runtime.allglen",
+            DataSymbol::MemProfileRate => "runtime.MemProfileRate",
+            DataSymbol::Mbuckets => "runtime.mbuckets",
+            DataSymbol::Memstats => "runtime.memstats",
+            DataSymbol::Allp => "runtime.allp",
+            DataSymbol::GcController => "runtime.gcController",
+            DataSymbol::Finq => "runtime.finq",
+        }
+    }
+
+    /// The anchor function and which of its distinct RIP-relative operands is the variable.
+    fn anchor(self) -> (&'static str, usize) {
+        match self {
+            // lock(&allglock); for _, gp := range allgs {...}
+            DataSymbol::Allgs => ("runtime.forEachG", 1),
+            // n := atomic.Loaduintptr(&allglen) ...
+            DataSymbol::Allglen => ("runtime.forEachGRace", 0),
+            // if rate := MemProfileRate; ...  (after mp.p / mcache0)
+            DataSymbol::MemProfileRate => ("runtime.profilealloc", 1),
+            // b := mbuckets (first use)
+            DataSymbol::Mbuckets => ("runtime.mProf_FlushLocked", 0),
+            DataSymbol::Memstats => ("runtime.(*mcache).releaseAll", 2),
+            // for _, p := range allp
+            DataSymbol::Allp => ("runtime.gcMarkTinyAllocs", 0),
+            DataSymbol::GcController => ("runtime.gcControllerCommit", 1),
+            DataSymbol::Finq => ("runtime.queuefinalizer", 2),
+        }
+    }
+}
+
+/// How an address was found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "from")]
+pub enum Located {
+    Symtab {
+        address: u64,
+    },
+    Code {
+        address: u64,
+        function: &'static str,
+    },
+}
+
+impl Located {
+    pub fn address(&self) -> u64 {
+        match self {
+            Located::Symtab { address } | Located::Code { address, .. } => *address,
+        }
+    }
+}
+
+/// The link-time address of `sym`: from the symbol table if present, else from its anchor.
+pub fn locate(binary: &GoBinary, sym: DataSymbol) -> Option<Located> {
+    if let Some(address) = binary.symbol(sym.name()) {
+        return Some(Located::Symtab { address });
+    }
+    locate_in_code(binary, sym)
+}
+
+/// The address decoded from the anchor function's code (ignoring the symbol table).
+pub fn locate_in_code(binary: &GoBinary, sym: DataSymbol) -> Option<Located> {
+    let (function, index) = sym.anchor();
+    let func = binary.pclntab().find(function)?;
+    let code = binary.code(&func)?;
+    let address = rip_relative_targets(code, func.entry)
+        .into_iter()
+        .nth(index)?;
+    // A variable lives in a data section, never in the code.
+    let in_data = binary.elf.sections.iter().any(|s| {
+        matches!(
+            s.name.as_str(),
+            ".data" | ".bss" | ".noptrdata" | ".noptrbss" | ".data.rel.ro"
+        ) && (s.addr..s.addr + s.size).contains(&address)
+    });
+    in_data.then_some(Located::Code { address, function })
+}
+
+/// Distinct targets of RIP-relative memory operands, in instruction order.
+fn rip_relative_targets(code: &[u8], entry: u64) -> Vec<u64> {
+    let mut decoder = Decoder::with_ip(64, code, entry, DecoderOptions::NONE);
+    let mut insn = Instruction::default();
+    let mut targets = Vec::new();
+    while decoder.can_decode() {
+        decoder.decode_out(&mut insn);
+        if insn.is_ip_rel_memory_operand() {
+            let t = insn.ip_rel_memory_address();
+            if !targets.contains(&t) {
+                targets.push(t);
+            }
+        }
+    }
+    targets
+}
