@@ -144,3 +144,51 @@ fn exact_counts_go_newest_stripped_pie() -> Result<()> {
 fn exact_counts_go_1_26_pie() -> Result<()> {
     exact_counts("1.26", Variant::Pie)
 }
+
+/// The process keeps running a binary that was deleted, or replaced by another file, after it
+/// started: gotrace reads and probes the running one through /proc/PID/exe.
+fn gone_from_disk(replace_with: Option<&str>) -> Result<()> {
+    let lock = bpf::exclusive();
+    let original = fixtures::build("events", Toolchain::find(go::NEWEST)?, Variant::Stripped)?;
+    let dir = std::env::temp_dir().join(format!("gotrace-gone-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let exe = dir.join("events");
+    std::fs::copy(&original, &exe)?;
+    let mut proc = GoProcess::start(&exe, &["-goroutines", "7"])?;
+    std::fs::remove_file(&exe)?;
+    if let Some(other) = replace_with {
+        // Another Go program (other release) now sits at the path the process was started from.
+        let other = fixtures::build("events", Toolchain::find(other)?, Variant::Default)?;
+        std::fs::copy(other, &exe)?;
+    }
+    let tracing = trace::start(proc.pid(), AttachOptions::default())?;
+    proc.send("go")?;
+    proc.expect_line("done", Duration::from_secs(30))?;
+    proc.send("exit")?;
+    proc.wait(Duration::from_secs(30))?;
+    let (session, reason) = tracing.finish()?;
+    let report = Report::build(&session, reason);
+    assert_eq!(report.counters.goroutines_created, 7);
+    assert!(
+        report.target.exe.ends_with(" (deleted)"),
+        "{}",
+        report.target.exe
+    );
+    assert!(
+        report.target.go_version.starts_with("go1.27"),
+        "the running binary, not the file now at its path"
+    );
+    drop(session);
+    let _ = std::fs::remove_dir_all(&dir);
+    lock.assert_nothing_loaded()
+}
+
+#[test]
+fn binary_deleted_after_start() -> Result<()> {
+    gone_from_disk(None)
+}
+
+#[test]
+fn binary_replaced_after_start() -> Result<()> {
+    gone_from_disk(Some(go::OLDEST))
+}

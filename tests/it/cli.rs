@@ -158,3 +158,99 @@ fn tempdir(tag: &str) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
+
+#[test]
+fn inspect_a_stripped_file_without_privileges() -> Result<()> {
+    let exe = fixtures::build("events", Toolchain::find(go::NEWEST)?, Variant::StrippedPie)?;
+    let nobody = [
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+    ];
+    let out = Command::new("setpriv")
+        .args(nobody)
+        .arg(gotrace_bin())
+        .args(["inspect", "--json"])
+        .arg(&exe)
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let i: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(i["go_version"], "go1.27.3");
+    assert_eq!(
+        (
+            i["symbol_table"].as_bool(),
+            i["dwarf"].as_bool(),
+            i["pie"].as_bool()
+        ),
+        (Some(false), Some(false), Some(true))
+    );
+    assert!(i["unsupported"].is_null());
+    assert_eq!(i["offsets_source"]["kind"], "table");
+    assert_eq!(i["variables"]["runtime.allgs"]["from"], "code");
+    for probe in i["probes"].as_array().unwrap() {
+        assert!(probe["unavailable"].is_null(), "{probe}");
+        assert!(!probe["sites"].as_array().unwrap().is_empty(), "{probe}");
+    }
+    // The text form names every probe.
+    let text = Command::new(gotrace_bin())
+        .arg("inspect")
+        .arg(&exe)
+        .output()?;
+    let text = String::from_utf8(text.stdout)?;
+    for name in [
+        "goroutine-create",
+        "goroutine-exit",
+        "chan-send",
+        "set-finalizer",
+        "alloc-sample",
+        "exact-alloc",
+    ] {
+        assert!(text.contains(name), "{text}");
+    }
+    Ok(())
+}
+
+#[test]
+fn inspect_a_process_and_bad_files() -> Result<()> {
+    let target = workload()?;
+    let out = Command::new(gotrace_bin())
+        .args(["inspect", "--json", &target.pid().to_string()])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let i: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(i["pid"], target.pid());
+
+    // Not Go, truncated Go: one line, exit 1.
+    let truncated = std::env::temp_dir().join(format!("gotrace-truncated-{}", std::process::id()));
+    let exe = fixtures::build("events", Toolchain::find(go::NEWEST)?, Variant::Default)?;
+    let bytes = std::fs::read(&exe)?;
+    std::fs::write(&truncated, &bytes[..bytes.len() / 3])?;
+    for (file, needle) in [
+        ("/bin/sh".into(), "not a Go program"),
+        (truncated.clone(), ""),
+    ] {
+        let out = Command::new(gotrace_bin())
+            .arg("inspect")
+            .arg(&file)
+            .output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{file:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with("gotrace: error: ") && stderr.contains(needle),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    let _ = std::fs::remove_file(truncated);
+    Ok(())
+}

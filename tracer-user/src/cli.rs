@@ -21,7 +21,7 @@ use tracer_common::ProbeKind;
                   no restart, no pprof endpoint — and reports goroutines, finalizers, channel \
                   backlogs and Go's own heap samples.\n\nNeeds root (or CAP_BPF, CAP_PERFMON and \
                   CAP_SYS_PTRACE) and a Linux kernel with uprobes and BPF ring buffers (5.8+).",
-    after_help = "Examples:\n  sudo gotrace attach 4242                 trace until Ctrl-C, write gotrace-4242-<time>/\n  sudo gotrace attach 4242 --duration 30s --out /tmp/leak\n  sudo gotrace attach $(pidof mysvc) --json > report.json"
+    after_help = "Examples:\n  sudo gotrace attach 4242                 trace until Ctrl-C, write gotrace-4242-<time>/\n  sudo gotrace attach 4242 --duration 30s --out /tmp/leak\n  sudo gotrace attach $(pidof mysvc) --json > report.json\n  gotrace inspect ./mysvc                  what gotrace can see and probe in a binary"
 )]
 pub struct Cli {
     /// Print debug logs (probe sites, timings).
@@ -37,6 +37,26 @@ pub enum Command {
     /// Attach to a running Go process, show live activity, write a report on exit.
     #[command(after_help = ATTACH_EXAMPLES)]
     Attach(AttachArgs),
+    /// Show what gotrace knows about a Go binary or process: version, symbols, struct offsets,
+    /// every probe point and whether it can be placed. Needs no privileges for a file.
+    #[command(after_help = INSPECT_EXAMPLES)]
+    Inspect(InspectArgs),
+}
+
+const INSPECT_EXAMPLES: &str = "\
+Examples:
+  gotrace inspect ./myservice
+  sudo gotrace inspect 4242
+  gotrace inspect --json /usr/bin/someprog | jq .probes";
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// A process id, or the path of a Go executable.
+    pub target: String,
+
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 const ATTACH_EXAMPLES: &str = "\
@@ -90,7 +110,22 @@ pub struct AttachArgs {
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Attach(args) => attach(args),
+        Command::Inspect(args) => inspect(args),
     }
+}
+
+fn inspect(args: InspectArgs) -> Result<ExitCode> {
+    let path = std::path::Path::new(&args.target);
+    let inspection = match args.target.parse::<u32>() {
+        Ok(pid) if !path.exists() => gotrace::inspect::process(pid)?,
+        _ => gotrace::inspect::file(path)?,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&inspection)?);
+    } else {
+        print!("{}", inspection.render());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn attach(args: AttachArgs) -> Result<ExitCode> {

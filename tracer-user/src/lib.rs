@@ -9,6 +9,7 @@ pub mod error;
 pub mod events;
 pub mod export;
 pub mod goruntime;
+pub mod inspect;
 pub mod model;
 pub mod privileges;
 pub mod probes;
