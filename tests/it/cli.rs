@@ -236,7 +236,8 @@ fn inspect_a_process_and_bad_files() -> Result<()> {
     std::fs::write(&truncated, &bytes[..bytes.len() / 3])?;
     for (file, needle) in [
         ("/bin/sh".into(), "not a Go program"),
-        (truncated.clone(), ""),
+        ("/etc/passwd".into(), "not an ELF executable"),
+        (truncated.clone(), "truncated or corrupt"),
     ] {
         let out = Command::new(gotrace_bin())
             .arg("inspect")

@@ -36,9 +36,15 @@ pub struct ElfInfo {
 
 impl ElfInfo {
     pub fn parse(data: &[u8], path: &str) -> Result<Self> {
+        if !data.starts_with(b"\x7fELF") {
+            return Err(Error::NotGo {
+                path: path.to_string(),
+                reason: "not an ELF executable".into(),
+            });
+        }
         let file = object::File::parse(data).map_err(|e| Error::BadBinary {
             path: path.to_string(),
-            reason: format!("not a readable ELF file ({e})"),
+            reason: format!("truncated or corrupt ELF file ({e})"),
         })?;
         if file.architecture() != object::Architecture::X86_64 {
             return Err(Error::BadBinary {
