@@ -2,6 +2,7 @@
 
 pub mod channels;
 pub mod goroutines;
+pub mod heap;
 
 use tracer_common::ProbeKind;
 
