@@ -97,5 +97,8 @@ fn func_id_wrapper(goroot: &std::path::Path) -> Result<u8> {
             }
         }
     }
-    bail!("no wrapper FuncID found in the sources under {}", goroot.display())
+    bail!(
+        "no wrapper FuncID found in the sources under {}",
+        goroot.display()
+    )
 }

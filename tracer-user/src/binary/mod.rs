@@ -3,6 +3,7 @@
 
 pub mod buildinfo;
 pub mod elf;
+pub mod moduledata;
 
 use std::path::Path;
 
@@ -10,16 +11,13 @@ use object::{Object, ObjectSymbol};
 
 pub use buildinfo::{BuildInfo, GoVersion};
 pub use elf::ElfInfo;
+pub use moduledata::{Moduledata, ModuledataError};
 
 use crate::{
     error::{Error, Result},
-    symbols::pclntab::{Func, Pclntab},
-    util::{read_u64, SharedBytes},
+    symbols::pclntab::{Func, PcHeader, Pclntab, PclntabError},
+    util::SharedBytes,
 };
-
-/// Offset of `text` in `runtime.moduledata`: pcHeader (8), six slices (6×24), findfunctab,
-/// minpc, maxpc (3×8). Unchanged from Go 1.18 to 1.27.
-const MODULEDATA_TEXT: usize = 8 + 6 * 24 + 3 * 8;
 
 pub struct GoBinary {
     /// How to name the binary in messages (the process's exe path, or the file given).
@@ -28,6 +26,7 @@ pub struct GoBinary {
     pub elf: ElfInfo,
     pub buildinfo: BuildInfo,
     pclntab: Pclntab,
+    moduledata: Result<Moduledata, ModuledataError>,
 }
 
 impl GoBinary {
@@ -74,52 +73,52 @@ impl GoBinary {
                 reason: e.to_string(),
             },
         })?;
-        let pclntab = Self::load_pclntab(&data, &elf).map_err(|e| Error::BadBinary {
-            path: display.to_string(),
-            reason: format!("{e} (truncated or corrupt binary?)"),
-        })?;
+        let (pclntab, moduledata) =
+            Self::load_pclntab(&data, &elf, buildinfo.version).map_err(|e| Error::BadBinary {
+                path: display.to_string(),
+                reason: format!("{e} (truncated or corrupt binary?)"),
+            })?;
         Ok(GoBinary {
             path: display.to_string(),
             data,
             elf,
             buildinfo,
             pclntab,
+            moduledata,
         })
     }
 
     fn load_pclntab(
         data: &SharedBytes,
         elf: &ElfInfo,
-    ) -> Result<Pclntab, crate::symbols::pclntab::PclntabError> {
-        use crate::symbols::pclntab::PclntabError;
+        version: GoVersion,
+    ) -> Result<(Pclntab, Result<Moduledata, ModuledataError>), PclntabError> {
         let section = [".gopclntab", ".data.rel.ro.gopclntab"]
             .iter()
             .find_map(|n| elf.section(n))
             .ok_or(PclntabError::Missing)?;
         let base = section.file_offset.ok_or(PclntabError::Missing)? as usize;
-        let text_start = Self::text_start(data, elf, section.addr);
-        Pclntab::parse(data.clone(), base, section.size as usize, text_start)
-    }
-
-    /// Go 1.26+ no longer stores the text start in the pclntab header: take `runtime.text` from
-    /// the symbol table, else `moduledata.text` (found as the word after a pointer to the
-    /// pclntab), else the start of `.text`.
-    fn text_start(data: &[u8], elf: &ElfInfo, pclntab_addr: u64) -> Option<u64> {
-        if let Some(a) = elf_symbol(data, "runtime.text") {
-            return Some(a);
-        }
-        for name in [".noptrdata", ".data.rel.ro", ".data"] {
-            let Some(bytes) = elf.section(name).and_then(|s| elf.section_data(data, s)) else {
-                continue;
-            };
-            let found = (0..bytes.len().saturating_sub(MODULEDATA_TEXT + 8))
-                .step_by(8)
-                .find(|&o| read_u64(bytes, o) == Some(pclntab_addr));
-            if let Some(o) = found {
-                return read_u64(bytes, o + MODULEDATA_TEXT);
-            }
-        }
-        elf.section(".text").map(|s| s.addr)
+        let bytes = elf
+            .section_data(data, section)
+            .ok_or(PclntabError::Corrupt(
+                "section extends past the end of the file",
+            ))?;
+        let header = PcHeader::parse(bytes)?;
+        let moduledata = Moduledata::locate(data, elf, version, section.addr, &header);
+        // Go 1.26+ no longer stores the text start in the pclntab header: take
+        // `moduledata.text`, else `runtime.text`, else the start of `.text` (where Go's own
+        // linker puts `runtime.text`).
+        let text_start = match header.text_start {
+            0 => moduledata
+                .as_ref()
+                .ok()
+                .map(|m| m.text)
+                .or_else(|| elf_symbol(data, "runtime.text"))
+                .or_else(|| elf.section(".text").map(|s| s.addr)),
+            t => Some(t),
+        };
+        let pclntab = Pclntab::parse(data.clone(), base, section.size as usize, text_start)?;
+        Ok((pclntab, moduledata))
     }
 
     pub fn data(&self) -> &[u8] {
@@ -132,6 +131,11 @@ impl GoBinary {
 
     pub fn pclntab(&self) -> &Pclntab {
         &self.pclntab
+    }
+
+    /// `runtime.firstmoduledata`, or why it could not be read.
+    pub fn moduledata(&self) -> Result<&Moduledata, &ModuledataError> {
+        self.moduledata.as_ref()
     }
 
     /// Built with `-s` and/or `-w`: no symbol table or no DWARF.

@@ -8,7 +8,7 @@
 
 use std::ops::Range;
 
-use crate::util::SharedBytes;
+use crate::util::{read_u64, SharedBytes};
 
 const MAGIC_1_18: u32 = 0xfffffff0;
 const MAGIC_1_20: u32 = 0xfffffff1;
@@ -68,24 +68,32 @@ pub struct LineInfo {
     pub line: u32,
 }
 
-impl Pclntab {
-    /// `data[base..base+len]` is the pclntab (the `.gopclntab` section or the range the module
-    /// data points to). `text_start` is needed when the header does not carry it (Go 1.26+).
-    pub fn parse(
-        data: SharedBytes,
-        base: usize,
-        len: usize,
-        text_start: Option<u64>,
-    ) -> Result<Self, PclntabError> {
-        let bytes = data
-            .get(base..base.saturating_add(len))
-            .ok_or(PclntabError::Missing)?;
+/// The pclntab header (`runtime.pcHeader`): what can be read before the text start is known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PcHeader {
+    /// Layout generation: false = 1.18/1.19, true = 1.20+.
+    pub go120: bool,
+    pub quantum: u64,
+    pub nfunc: usize,
+    /// `textStart`; zero from Go 1.26 on, where only `moduledata.text` has it.
+    pub text_start: u64,
+    pub funcname: usize,
+    pub cutab: usize,
+    pub filetab: usize,
+    pub pctab: usize,
+    /// Offset of the function table (`moduledata.ftab` points here).
+    pub pcln: usize,
+}
+
+impl PcHeader {
+    /// Parses the header at the start of `bytes` (the whole pclntab, for range checks).
+    pub fn parse(bytes: &[u8]) -> Result<Self, PclntabError> {
+        let len = bytes.len();
         let magic = u32::from_le_bytes(
             bytes
                 .get(0..4)
-                .ok_or(PclntabError::Corrupt("header"))?
-                .try_into()
-                .unwrap(),
+                .and_then(|b| b.try_into().ok())
+                .ok_or(PclntabError::Corrupt("header"))?,
         );
         let go120 = match magic {
             MAGIC_1_18 => false,
@@ -104,10 +112,7 @@ impl Pclntab {
         }
         let word = |i: usize| -> Result<u64, PclntabError> {
             let off = 8 + i * 8;
-            bytes
-                .get(off..off + 8)
-                .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
-                .ok_or(PclntabError::Corrupt("header"))
+            read_u64(bytes, off).ok_or(PclntabError::Corrupt("header"))
         };
         let to_off = |v: u64| -> Result<usize, PclntabError> {
             usize::try_from(v)
@@ -115,35 +120,63 @@ impl Pclntab {
                 .filter(|&o| o < len)
                 .ok_or(PclntabError::Corrupt("header offset out of range"))
         };
-        let nfunc = usize::try_from(word(0)?).map_err(|_| PclntabError::Corrupt("nfunc"))?;
-        let header_text = word(2)?;
-        let text_start = match (header_text, text_start) {
-            (0, Some(t)) => t,
-            (0, None) => return Err(PclntabError::Corrupt("no text start")),
-            (t, _) => t,
-        };
-        let tab = Pclntab {
+        let header = PcHeader {
             go120,
             quantum,
-            nfunc,
-            text_start,
+            nfunc: usize::try_from(word(0)?).map_err(|_| PclntabError::Corrupt("nfunc"))?,
+            text_start: word(2)?,
             funcname: to_off(word(3)?)?,
             cutab: to_off(word(4)?)?,
             filetab: to_off(word(5)?)?,
             pctab: to_off(word(6)?)?,
             pcln: to_off(word(7)?)?,
+        };
+        // The function table has nfunc+1 entries (the last one marks the end of text).
+        let ftab_end = header
+            .nfunc
+            .checked_add(1)
+            .and_then(|n| n.checked_mul(8))
+            .and_then(|b| b.checked_add(header.pcln))
+            .ok_or(PclntabError::Corrupt("nfunc"))?;
+        if ftab_end > len {
+            return Err(PclntabError::Corrupt("function table exceeds pclntab"));
+        }
+        Ok(header)
+    }
+}
+
+impl Pclntab {
+    /// `data[base..base+len]` is the pclntab (the `.gopclntab` section or the range the module
+    /// data points to). `text_start` is needed when the header does not carry it (Go 1.26+).
+    pub fn parse(
+        data: SharedBytes,
+        base: usize,
+        len: usize,
+        text_start: Option<u64>,
+    ) -> Result<Self, PclntabError> {
+        let bytes = data
+            .get(base..base.saturating_add(len))
+            .ok_or(PclntabError::Missing)?;
+        let h = PcHeader::parse(bytes)?;
+        let text_start = match (h.text_start, text_start) {
+            (0, Some(t)) => t,
+            (0, None) => return Err(PclntabError::Corrupt("no text start")),
+            (t, _) => t,
+        };
+        Ok(Pclntab {
+            go120: h.go120,
+            quantum: h.quantum,
+            nfunc: h.nfunc,
+            text_start,
+            funcname: h.funcname,
+            cutab: h.cutab,
+            filetab: h.filetab,
+            pctab: h.pctab,
+            pcln: h.pcln,
             data,
             base,
             len,
-        };
-        // The function table has nfunc+1 entries (the last one marks the end of text).
-        let ftab_bytes = (nfunc + 1)
-            .checked_mul(8)
-            .ok_or(PclntabError::Corrupt("nfunc"))?;
-        if tab.pcln + ftab_bytes > len {
-            return Err(PclntabError::Corrupt("function table exceeds pclntab"));
-        }
-        Ok(tab)
+        })
     }
 
     fn bytes(&self) -> &[u8] {
