@@ -31,6 +31,10 @@ pub enum DataSymbol {
     GcController,
     /// `*finblock`: queued finalizers not yet run.
     Finq,
+    /// `mProfCycleHolder`: the heap profile's cycle counter (which `future` slot is current).
+    MProfCycle,
+    /// `runtime.mheap`: the heap (its `allspans` lists every span).
+    Mheap,
 }
 
 impl DataSymbol {
@@ -43,6 +47,8 @@ impl DataSymbol {
         DataSymbol::Allp,
         DataSymbol::GcController,
         DataSymbol::Finq,
+        DataSymbol::MProfCycle,
+        DataSymbol::Mheap,
     ];
 
     pub fn name(self) -> &'static str {
@@ -55,6 +61,8 @@ impl DataSymbol {
             DataSymbol::Allp => "runtime.allp",
             DataSymbol::GcController => "runtime.gcController",
             DataSymbol::Finq => "runtime.finq",
+            DataSymbol::MProfCycle => "runtime.mProfCycle",
+            DataSymbol::Mheap => "runtime.mheap_",
         }
     }
 
@@ -74,6 +82,10 @@ impl DataSymbol {
             DataSymbol::Allp => ("runtime.gcMarkTinyAllocs", 0),
             DataSymbol::GcController => ("runtime.gcControllerCommit", 1),
             DataSymbol::Finq => ("runtime.queuefinalizer", 2),
+            // cycle := mProfCycle.read()
+            DataSymbol::MProfCycle => ("runtime.mProf_Flush", 0),
+            // the systemstack closure: lock(&mheap_.lock)
+            DataSymbol::Mheap => ("runtime.allocmcache.func1", 0),
         }
     }
 }
