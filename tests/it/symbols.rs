@@ -120,3 +120,140 @@ fn moduledata_matches_symbol_table() -> Result<()> {
     }
     Ok(())
 }
+
+/// One stack printed by the `inline` fixture.
+struct Stack {
+    name: String,
+    /// `runtime.Callers` entries (return PCs, runtime addresses).
+    pcs: Vec<u64>,
+    /// `runtime.CallersFrames` over `pcs`: (function, file, line).
+    frames: Vec<(String, String, u32)>,
+}
+
+/// Runs the `inline` fixture: its load bias (runtime address of `main.main` minus its
+/// link-time address) and its stacks.
+fn inline_stacks(exe: &std::path::Path, bin: &GoBinary) -> Result<(u64, Vec<Stack>)> {
+    let out = std::process::Command::new(exe).output()?;
+    anyhow::ensure!(out.status.success(), "{} failed", exe.display());
+    let text = String::from_utf8(out.stdout)?;
+    let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16);
+    let mut bias = None;
+    let mut stacks: Vec<Stack> = Vec::new();
+    for line in text.lines() {
+        let (kind, rest) = line.split_once(' ').unwrap_or((line, ""));
+        match kind {
+            "anchor" => {
+                let (name, addr) = rest.split_once(' ').context("anchor line")?;
+                let link = bin
+                    .pclntab()
+                    .find(name)
+                    .with_context(|| format!("no {name} in the pclntab"))?
+                    .entry;
+                bias = Some(hex(addr)?.wrapping_sub(link));
+            }
+            "stack" => stacks.push(Stack {
+                name: rest.to_string(),
+                pcs: Vec::new(),
+                frames: Vec::new(),
+            }),
+            "pc" => stacks
+                .last_mut()
+                .context("pc before stack")?
+                .pcs
+                .push(hex(rest)?),
+            "frame" => {
+                let mut f = rest.split('\t');
+                let (Some(func), Some(file), Some(line)) = (f.next(), f.next(), f.next()) else {
+                    anyhow::bail!("bad frame line {line:?}");
+                };
+                stacks
+                    .last_mut()
+                    .context("frame before stack")?
+                    .frames
+                    .push((func.to_string(), file.to_string(), line.parse()?));
+            }
+            _ => {}
+        }
+    }
+    Ok((bias.context("no anchor line")?, stacks))
+}
+
+/// For every PC of every stack the fixture captured, gotrace's frames equal the runtime's.
+/// `runtime.Callers` gives one entry per logical frame (a physical return PC, then one
+/// "virtual" PC per inlined caller) and `CallersFrames` one frame per entry, so the frames of
+/// entry n through its outermost physical caller are `CallersFrames` frames n, n+1, ...
+fn check_inline_frames(
+    tc: Toolchain,
+    variant: Variant,
+    source: gotrace::symbols::Source,
+) -> Result<usize> {
+    use gotrace::symbols::{Source, Symbolizer};
+    let exe = fixture("inline", tc, variant)?;
+    let bin = open(&exe)?;
+    let (bias, stacks) = inline_stacks(&exe, &bin)?;
+    let sym = match source {
+        Source::Pclntab => Symbolizer::new(&bin),
+        Source::Dwarf => Symbolizer::with_dwarf(&bin)?,
+    };
+    let mut checked = 0;
+    let mut inlined = 0;
+    for stack in &stacks {
+        let ctx = format!(
+            "Go {} {} {source:?}, stack {}",
+            tc.release,
+            variant.name(),
+            stack.name
+        );
+        anyhow::ensure!(
+            stack.pcs.len() == stack.frames.len(),
+            "{ctx}: {} PCs but {} frames: the one-frame-per-entry premise does not hold",
+            stack.pcs.len(),
+            stack.frames.len()
+        );
+        for (n, pc) in stack.pcs.iter().enumerate() {
+            let ours: Vec<(String, String, u32)> = sym
+                .caller_frames(pc.wrapping_sub(bias))
+                .into_iter()
+                .map(|f| (f.function, f.file, f.line))
+                .collect();
+            let theirs = &stack.frames[n..(n + ours.len()).min(stack.frames.len())];
+            assert_eq!(
+                ours,
+                theirs,
+                "{ctx}: frames of PC #{n} {pc:#x} (link {:#x})",
+                pc.wrapping_sub(bias)
+            );
+            inlined += ours.len() - 1;
+            checked += 1;
+        }
+    }
+    assert!(
+        inlined > 0,
+        "Go {} {}: no inlined frame at all",
+        tc.release,
+        variant.name()
+    );
+    Ok(checked)
+}
+
+#[test]
+fn inline_frames_pclntab() -> Result<()> {
+    for tc in MATRIX {
+        for variant in Variant::ALL {
+            let n = check_inline_frames(*tc, variant, gotrace::symbols::Source::Pclntab)?;
+            eprintln!("Go {} {}: {n} PCs", tc.release, variant.name());
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn inline_frames_dwarf() -> Result<()> {
+    for tc in MATRIX {
+        for variant in [Variant::Default, Variant::Pie] {
+            let n = check_inline_frames(*tc, variant, gotrace::symbols::Source::Dwarf)?;
+            eprintln!("Go {} {} (DWARF): {n} PCs", tc.release, variant.name());
+        }
+    }
+    Ok(())
+}

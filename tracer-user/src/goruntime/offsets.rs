@@ -228,7 +228,7 @@ impl Offsets {
 /// The DWARF sections, decompressed (Go compresses them: `.zdebug_*` before 1.18? and
 /// SHF_COMPRESSED after). Every `.debug_*` section is loaded: parsing a unit also reads its
 /// line program header, address and range tables.
-fn load_dwarf_sections(file: &object::File<'_>) -> Option<HashMap<String, Vec<u8>>> {
+pub(crate) fn load_dwarf_sections(file: &object::File<'_>) -> Option<HashMap<String, Vec<u8>>> {
     let mut out = HashMap::new();
     for s in file.sections() {
         let Ok(name) = s.name() else { continue };

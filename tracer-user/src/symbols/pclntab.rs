@@ -61,6 +61,39 @@ pub struct Pclntab {
     pcln: usize,
 }
 
+/// FUNCDATA index of the inline tree and PCDATA index of the inline-tree index table
+/// (`abi.FUNCDATA_InlTree`, `abi.PCDATA_InlTreeIndex`; unchanged since Go 1.12).
+pub const FUNCDATA_INL_TREE: u8 = 3;
+pub const PCDATA_INL_TREE_INDEX: u32 = 2;
+
+/// One `runtime.inlinedCall`: a call the compiler inlined into a physical function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InlinedCall {
+    /// `funcID` of the inlined (called) function.
+    pub func_id: u8,
+    /// Its name, as an offset in the function name table.
+    pub name_off: i32,
+    /// Offset from the physical function's entry of an instruction whose position is the call
+    /// site: the inline-tree index and file:line there are the caller's.
+    pub parent_pc: u32,
+}
+
+/// More nested inlined calls than any compiler produces (Go's inlining budget keeps them to a
+/// few dozen).
+const MAX_INLINE_DEPTH: usize = 1024;
+
+/// One logical frame read from the pclntab.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawFrame {
+    /// As stored (shape arguments of generic functions included).
+    pub name: String,
+    pub func_id: u8,
+    pub file: String,
+    pub line: u32,
+    /// An inlined call rather than the physical function.
+    pub inlined: bool,
+}
+
 /// What a PC maps to in the line table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LineInfo {
@@ -303,6 +336,136 @@ impl Pclntab {
         u32::try_from(self.u32_at(rec + 36)? as i32).ok()
     }
 
+    /// Every logical frame at `pc` (a "call PC", not a return address), innermost first, as
+    /// the runtime's `inlineUnwinder` walks them: the inline-tree index at `pc` names the
+    /// innermost inlined call; its `parentPc` is a PC of the caller's code, whose own index
+    /// names the next frame out, until index -1, the physical function. Each frame's file:line
+    /// is the line table's at the PC that stands for it. `inline_tree(off)` gives the bytes at
+    /// `moduledata.gofunc + off` (to the end of their segment), or `None` when unknown: then
+    /// only the physical function is returned, with the innermost file:line (as
+    /// `go tool addr2line` reports it). Empty when no function contains `pc`.
+    pub fn logical_frames<'t>(
+        &self,
+        pc: u64,
+        inline_tree: impl Fn(u32) -> Option<&'t [u8]>,
+    ) -> Vec<RawFrame> {
+        let mut out = Vec::new();
+        let Some(i) = self.func_index_for_pc(pc) else {
+            return out;
+        };
+        let Some(func) = self.func(i) else {
+            return out;
+        };
+        let tree = self.funcdata(i, FUNCDATA_INL_TREE).and_then(inline_tree);
+        let mut at = pc;
+        // The runtime trusts the tree to be acyclic; a corrupt file must not loop forever.
+        for _ in 0..MAX_INLINE_DEPTH {
+            let call = tree.and_then(|t| {
+                let index = self.pcdata_value(i, PCDATA_INL_TREE_INDEX, at);
+                (index >= 0).then(|| self.inlined_call(t, index)).flatten()
+            });
+            let line = self.line(i, at);
+            let (file, line) = line.map(|l| (l.file, l.line)).unwrap_or_default();
+            match call {
+                Some(call) => {
+                    out.push(RawFrame {
+                        name: self.name_at(call.name_off).unwrap_or("?").to_string(),
+                        func_id: call.func_id,
+                        file,
+                        line,
+                        inlined: true,
+                    });
+                    at = func.entry + u64::from(call.parent_pc);
+                }
+                None => {
+                    out.push(RawFrame {
+                        name: func.name.clone(),
+                        func_id: self.func_id(i).unwrap_or(0),
+                        file,
+                        line,
+                        inlined: false,
+                    });
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// `_func.funcID` of function `i` (after `startLine`, which Go 1.20 inserted).
+    pub fn func_id(&self, i: usize) -> Option<u8> {
+        let rec = self.func_record(i)?;
+        let off = if self.go120 { 40 } else { 36 };
+        self.bytes().get(rec + off).copied()
+    }
+
+    /// Where the variable-length arrays after a `_func` record start: `npcdata` u32 offsets
+    /// into pctab, then `nfuncdata` u32 offsets from `moduledata.gofunc`.
+    fn func_tables(&self, i: usize) -> Option<(usize, u32, u8)> {
+        let rec = self.func_record(i)?;
+        let fixed = if self.go120 { 44 } else { 40 };
+        let npcdata = self.u32_at(rec + 28)?;
+        let nfuncdata = *self.bytes().get(rec + fixed - 1)?;
+        Some((rec + fixed, npcdata, nfuncdata))
+    }
+
+    /// The value of PCDATA table `table` of function `i` at `pc`, or -1 (as the runtime's
+    /// non-strict `pcdatavalue1`: a missing table or a PC it does not cover reads as -1).
+    pub fn pcdata_value(&self, i: usize, table: u32, pc: u64) -> i32 {
+        let value = || {
+            let (start, npcdata, _) = self.func_tables(i)?;
+            if table >= npcdata {
+                return None;
+            }
+            let off = self.u32_at(start + table as usize * 4)?;
+            let entry = self.text_start + u64::from(self.ftab(i)?.0);
+            self.pcvalue(off, entry, pc)
+        };
+        value().unwrap_or(-1)
+    }
+
+    /// FUNCDATA `index` of function `i`: an offset from `moduledata.gofunc`, if present.
+    pub fn funcdata(&self, i: usize, index: u8) -> Option<u32> {
+        let (start, npcdata, nfuncdata) = self.func_tables(i)?;
+        if index >= nfuncdata {
+            return None;
+        }
+        let p = start.checked_add((npcdata as usize).checked_add(usize::from(index))? * 4)?;
+        self.u32_at(p).filter(|&off| off != u32::MAX)
+    }
+
+    /// The function name at offset `name_off` of the name table, as stored (generic functions
+    /// keep their shape names: see [`func_name_for_print`]).
+    pub fn name_at(&self, name_off: i32) -> Option<&str> {
+        self.cstr(self.funcname.checked_add(usize::try_from(name_off).ok()?)?)
+    }
+
+    /// Entry `index` of an inline tree (`runtime.inlinedCall`) whose bytes start at `tree`.
+    pub fn inlined_call(&self, tree: &[u8], index: i32) -> Option<InlinedCall> {
+        let index = usize::try_from(index).ok()?;
+        let i32_at = |off: usize| -> Option<i32> {
+            let b = tree.get(off..off.checked_add(4)?)?;
+            Some(i32::from_le_bytes(b.try_into().ok()?))
+        };
+        if self.go120 {
+            // Go 1.20+: {funcID u8; _ [3]byte; nameOff, parentPc, startLine int32}.
+            let base = index.checked_mul(16)?;
+            Some(InlinedCall {
+                func_id: *tree.get(base)?,
+                name_off: i32_at(base + 4)?,
+                parent_pc: u32::try_from(i32_at(base + 8)?).ok()?,
+            })
+        } else {
+            // Go 1.18-1.19: {parent int16; funcID u8; _ byte; file, line, func_, parentPc int32}.
+            let base = index.checked_mul(20)?;
+            Some(InlinedCall {
+                func_id: *tree.get(base + 2)?,
+                name_off: i32_at(base + 12)?,
+                parent_pc: u32::try_from(i32_at(base + 16)?).ok()?,
+            })
+        }
+    }
+
     fn file(&self, cu_offset: u32, fileno: i32) -> Option<String> {
         let idx = usize::try_from(cu_offset).ok()? + usize::try_from(fileno).ok()?;
         let off = self.u32_at(self.cutab + idx * 4)?;
@@ -355,4 +518,64 @@ fn read_varint(p: &[u8]) -> Option<(u32, usize)> {
         }
     }
     None
+}
+
+/// A function name as the runtime prints it (`runtime.Frame.Function`, tracebacks): what is
+/// inside the outermost brackets (the shape arguments of a generic function) becomes `...`.
+/// Go 1.21+ does it when printing (`funcNameForPrint`), and 1.27 also keeps the text between
+/// a generic type's and its method's brackets (`pkg.T[...].M[...]`); Go 1.18-1.20's linker
+/// wrote names already rewritten by the simple rule into the pclntab (DWARF keeps full names).
+pub fn func_name_for_print(
+    name: &str,
+    version: crate::binary::GoVersion,
+) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
+    let (Some(i), Some(j)) = (name.find('['), name.rfind(']')) else {
+        return Cow::Borrowed(name);
+    };
+    if j <= i {
+        return Cow::Borrowed(name);
+    }
+    let interior = &name[i + 1..j];
+    if (version.major, version.minor) < (1, 27) || !interior.contains('[') {
+        return Cow::Owned(format!("{}[...]{}", &name[..i], &name[j + 1..]));
+    }
+    // Go 1.27: "...]___[..." in the interior is a generic method of a generic type.
+    let mut depth = 1;
+    let (mut rbr, mut lbr) = (None, None);
+    for (k, c) in interior.char_indices() {
+        if c == '[' {
+            depth += 1;
+            if depth != 1 {
+                continue;
+            }
+            lbr = Some(k);
+            break;
+        }
+        if c == ']' {
+            depth -= 1;
+            if depth < 0 {
+                break;
+            }
+            if depth != 0 {
+                continue;
+            }
+            rbr = Some(k);
+        }
+    }
+    if depth == 1 {
+        match (rbr, lbr) {
+            (Some(r), Some(l)) if l > r => {
+                return Cow::Owned(format!(
+                    "{}[...]{}[...]{}",
+                    &name[..i],
+                    &interior[r + 1..l],
+                    &name[j + 1..]
+                ))
+            }
+            (None, None) => return Cow::Owned(format!("{}[...]{}", &name[..i], &name[j + 1..])),
+            _ => {}
+        }
+    }
+    Cow::Borrowed(name)
 }
