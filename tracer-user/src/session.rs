@@ -1,5 +1,6 @@
-//! An attach session: probes placed on one process, events flowing into the model until the
-//! caller's stop signal, the duration, or the target's exit; then a clean detach and a report.
+//! An attach session: probes placed on one process and its runtime read from memory, events
+//! and telemetry flowing into the model until the caller's stop signal, the duration, or the
+//! target's exit; then a clean detach (sampler restored, probes removed) and a report.
 
 use std::{
     future::Future,
@@ -13,8 +14,13 @@ use tracer_common::ProbeKind;
 use crate::{
     error::{Error, Result},
     events::Event,
-    goruntime::{allgs, Runtime},
-    model::Model,
+    goruntime::{
+        allgs::{AllGs, Census},
+        gcstats::{GcReader, GcSnapshot},
+        heapprof::{HeapReader, SamplerState},
+        Runtime,
+    },
+    model::{gc::GcTimeline, heap::HeapProfile, Model},
     privileges,
     probes::{plan, AttachedProbes, PlannedProbe, ProbeMaps, ProbeSelection},
     target::Target,
@@ -25,8 +31,13 @@ pub struct AttachOptions {
     pub probes: ProbeSelection,
     /// Stop after this long (`None`: until stopped or the target exits).
     pub duration: Option<Duration>,
-    /// How often the live summary is produced.
+    /// How often the live summary is produced and the runtime's state is read.
     pub tick: Duration,
+    /// `runtime.MemProfileRate` to set (`None`: Go's default, 512 KiB, if the sampler is off).
+    pub sample_rate: Option<u64>,
+    /// Never write into the target: the heap profile is then only available when the program
+    /// already samples.
+    pub read_only: bool,
 }
 
 impl Default for AttachOptions {
@@ -35,6 +46,8 @@ impl Default for AttachOptions {
             probes: ProbeSelection::default_set(),
             duration: None,
             tick: Duration::from_secs(1),
+            sample_rate: None,
+            read_only: false,
         }
     }
 }
@@ -57,7 +70,17 @@ pub struct Summary {
     pub rates: Vec<(&'static str, f64)>,
     /// Goroutines alive now (runtime's own included), when gotrace can tell.
     pub live_goroutines: Option<i64>,
+    pub stack_in_use: Option<u64>,
+    pub gc: Option<GcSnapshot>,
     pub events_lost: u64,
+}
+
+/// Readers of the runtime's state in memory; each is `None` when this binary does not let
+/// gotrace find what it needs.
+struct Readers {
+    allgs: Option<AllGs>,
+    heap: Option<HeapReader>,
+    gc: Option<GcReader>,
 }
 
 pub struct Session {
@@ -67,45 +90,89 @@ pub struct Session {
     pub model: Model,
     pub options: AttachOptions,
     probes: Option<AttachedProbes>,
-    maps: ProbeMaps,
+    maps: Option<ProbeMaps>,
+    readers: Readers,
+    /// What gotrace did to Go's heap sampler (`None`: not found in this binary).
+    pub sampler: Option<SamplerState>,
+    /// Why there is no heap profile, when there is none.
+    pub heap_unavailable: Option<String>,
     pub attach_time: Duration,
     pub started: Instant,
     pub started_wall: SystemTime,
-    pub live_at_start: Option<allgs::Census>,
+    pub live_at_start: Option<Census>,
+    pub census: Option<Census>,
+    pub gc: GcTimeline,
+    /// The latest heap profile read (refreshed after every GC cycle and at the end).
+    pub heap: Option<HeapProfile>,
 }
 
 impl Session {
-    /// Checks privileges and the target, then loads and attaches the probes.
+    /// Checks privileges and the target, turns Go's heap sampler on (unless read-only), then
+    /// loads and attaches the probes (none when `options.probes` is empty: then no BPF at all).
     pub fn attach(pid: u32, options: AttachOptions) -> Result<Session> {
         let begin = Instant::now();
-        privileges::check()?;
-        privileges::check_kernel()?;
+        let bpf = !options.probes.is_empty();
+        if bpf {
+            privileges::check()?;
+            privileges::check_kernel()?;
+        }
         let target = Target::open(pid)?;
         let runtime = Runtime::of(&target.binary)?;
-        let config = runtime.probe_config(&target.binary)?;
+        let readers = Readers {
+            allgs: AllGs::new(&target, &runtime),
+            heap: HeapReader::new(&target, &runtime),
+            gc: GcReader::new(&target, &runtime),
+        };
+        let (sampler, heap_unavailable) = match &readers.heap {
+            None => (
+                None,
+                Some("the heap profile variables were not found in this binary".into()),
+            ),
+            Some(h) => {
+                let state = h.enable(&target, options.sample_rate, options.read_only)?;
+                let why = (state.rate == 0).then(|| {
+                    "the program's heap sampler is off (MemProfileRate = 0) and --read-only forbids turning it on".to_string()
+                });
+                (Some(state), why)
+            }
+        };
         let plan = plan::plan(&target.binary, &options.probes);
-        let mut probes = AttachedProbes::attach(pid, &target.exe_handle, config, &plan)?;
-        let maps = probes.take_maps()?;
-        let live_at_start = allgs::census(&target, &runtime).and_then(|r| r.ok());
-        log::debug!(
-            "attached {} probe sites in {:?} ({:?} in the kernel)",
-            probes.sites_attached,
-            begin.elapsed(),
-            probes.attach_time
-        );
-        Ok(Session {
+        let (probes, maps) = if bpf {
+            let config = runtime.probe_config(&target.binary)?;
+            let mut probes = AttachedProbes::attach(pid, &target.exe_handle, config, &plan)?;
+            let maps = probes.take_maps()?;
+            log::debug!(
+                "attached {} probe sites in {:?} ({:?} in the kernel)",
+                probes.sites_attached,
+                begin.elapsed(),
+                probes.attach_time
+            );
+            (Some(probes), Some(maps))
+        } else {
+            (None, None)
+        };
+        let live_at_start = readers.allgs.as_ref().and_then(|a| a.census(&target).ok());
+        let mut session = Session {
             target,
             runtime,
             plan,
             model: Model::default(),
             options,
-            probes: Some(probes),
+            probes,
             maps,
+            readers,
+            sampler,
+            heap_unavailable,
             attach_time: begin.elapsed(),
             started: Instant::now(),
             started_wall: SystemTime::now(),
             live_at_start,
-        })
+            census: live_at_start,
+            gc: GcTimeline::default(),
+            heap: None,
+        };
+        session.observe();
+        Ok(session)
     }
 
     pub fn enabled_probes(&self) -> impl Iterator<Item = &PlannedProbe> {
@@ -114,23 +181,71 @@ impl Session {
 
     /// Kernel-side count of hits of one probe (exact even when events were dropped).
     pub fn hits(&self, kind: ProbeKind) -> u64 {
-        ProbeMaps::counter(&self.maps.hits, kind)
+        self.maps
+            .as_ref()
+            .map_or(0, |m| ProbeMaps::counter(&m.hits, kind))
     }
 
     pub fn events_lost(&self) -> u64 {
-        ProbeKind::ALL
-            .iter()
-            .map(|k| ProbeMaps::counter(&self.maps.lost, *k))
-            .sum()
+        self.maps.as_ref().map_or(0, |m| {
+            ProbeKind::ALL
+                .iter()
+                .map(|k| ProbeMaps::counter(&m.lost, *k))
+                .sum()
+        })
     }
 
-    /// Goroutines alive now: the census at attach plus what was created minus what exited.
+    /// Goroutines alive now: the latest census, else the census at attach plus what was
+    /// created minus what exited.
     pub fn live_goroutines(&self) -> Option<i64> {
+        if let Some(c) = self.census {
+            return Some(c.all as i64);
+        }
         let start = self.live_at_start?;
         Some(
             start.all as i64 + self.hits(ProbeKind::GoroutineCreate) as i64
                 - self.hits(ProbeKind::GoroutineExit) as i64,
         )
+    }
+
+    /// Reads the runtime's state: goroutine census, GC counters, and the heap profile when a
+    /// GC cycle has published a new one. Errors mean the target is exiting: keep what we have.
+    fn observe(&mut self) {
+        if !self.target.is_alive() {
+            return;
+        }
+        if let Some(a) = &self.readers.allgs {
+            if let Ok(c) = a.census(&self.target) {
+                self.census = Some(c);
+            }
+        }
+        let Some(gc) = self
+            .readers
+            .gc
+            .as_ref()
+            .and_then(|r| r.read(&self.target).ok())
+        else {
+            return;
+        };
+        let new_cycle = self.gc.latest.is_none_or(|l| l.cycles != gc.cycles);
+        self.gc
+            .observe(self.started.elapsed().as_secs_f64(), gc, self.census);
+        if new_cycle || self.heap.is_none() {
+            self.read_heap();
+        }
+    }
+
+    fn read_heap(&mut self) {
+        let (Some(h), Some(s)) = (&self.readers.heap, &self.sampler) else {
+            return;
+        };
+        if s.rate == 0 {
+            return;
+        }
+        match h.read(&self.target, s.rate, self.started_wall) {
+            Ok(p) => self.heap = Some(p),
+            Err(e) => log::debug!("reading the heap profile: {e}"),
+        }
     }
 
     /// Processes events until `stop` resolves, the duration elapses or the target exits.
@@ -142,13 +257,12 @@ impl Session {
     ) -> Result<StopReason> {
         let exit_fd = readable(self.target.exit_fd()?)
             .map_err(|e| Error::Other(format!("watching process {}: {e}", self.target.pid)))?;
-        let ring = self
-            .maps
-            .events
-            .take()
-            .ok_or_else(|| Error::Other("this session already ran".into()))?;
-        let mut ring =
-            readable(ring).map_err(|e| Error::Other(format!("polling the ring buffer: {e}")))?;
+        let mut ring = match self.maps.as_mut().and_then(|m| m.events.take()) {
+            Some(r) => Some(
+                readable(r).map_err(|e| Error::Other(format!("polling the ring buffer: {e}")))?,
+            ),
+            None => None,
+        };
         let deadline = self
             .options
             .duration
@@ -160,16 +274,9 @@ impl Session {
         tokio::pin!(stop);
         let reason = loop {
             tokio::select! {
-                guard = ring.readable_mut() => {
-                    let mut guard = guard.map_err(|e| Error::Other(format!("ring buffer: {e}")))?;
-                    // Clear first, then empty the buffer: the kernel notifies only when a record
-                    // is committed while the consumer is caught up, so a notification that came
-                    // in while draining must not be cleared away, or the reader would sleep
-                    // while the buffer fills.
-                    guard.clear_ready();
-                    drain(guard.get_inner_mut(), &mut self.model);
-                }
+                _ = ring_ready(ring.as_mut(), &mut self.model) => {}
                 _ = ticker.tick() => {
+                    self.observe();
                     let hits = self.hit_snapshot();
                     let secs = last_tick.elapsed().as_secs_f64().max(1e-3);
                     let rates = self
@@ -182,6 +289,8 @@ impl Session {
                         elapsed: self.started.elapsed(),
                         rates,
                         live_goroutines: self.live_goroutines(),
+                        stack_in_use: self.census.map(|c| c.stack_bytes),
+                        gc: self.gc.latest,
                         events_lost: self.events_lost(),
                     });
                 }
@@ -190,6 +299,10 @@ impl Session {
                 _ = sleep_until(deadline) => break StopReason::Duration,
             }
         };
+        // The final look at the runtime, then give the sampler back as it was.
+        self.observe();
+        self.read_heap();
+        self.restore_sampler();
         // Removing uprobes takes the kernel ~0.1 s each (an RCU grace period), while the other
         // probes keep firing: keep reading meanwhile, then take what is left.
         let begin = Instant::now();
@@ -198,28 +311,62 @@ impl Session {
             loop {
                 tokio::select! {
                     _ = &mut detach => break,
-                    guard = ring.readable_mut() => {
-                        if let Ok(mut guard) = guard {
-                            guard.clear_ready();
-                            drain(guard.get_inner_mut(), &mut self.model);
-                        }
-                    }
+                    _ = ring_ready(ring.as_mut(), &mut self.model) => {}
                 }
             }
         }
-        drain(ring.get_mut(), &mut self.model);
+        if let Some(mut ring) = ring {
+            drain(ring.get_mut(), &mut self.model);
+            if let Some(m) = self.maps.as_mut() {
+                m.events = Some(ring.into_inner());
+            }
+        }
         log::debug!("detached in {:?}", begin.elapsed());
-        self.maps.events = Some(ring.into_inner());
         Ok(reason)
     }
 
-    /// Removes every probe and unloads the programs; the maps stay readable. Idempotent.
+    /// Removes every probe and unloads the programs (the maps stay readable) and restores the
+    /// heap sampler. Idempotent; `run` does it on its way out.
     pub fn detach(&mut self) {
+        self.restore_sampler();
         self.probes.take();
+    }
+
+    fn restore_sampler(&mut self) {
+        if let (Some(h), Some(s)) = (&self.readers.heap, &self.sampler) {
+            if self.target.is_alive() {
+                if let Err(e) = h.restore(&self.target, s) {
+                    log::warn!("could not restore MemProfileRate: {e}");
+                }
+            }
+        }
     }
 
     fn hit_snapshot(&self) -> [u64; tracer_common::PROBE_KINDS] {
         ProbeKind::ALL.map(|k| self.hits(k))
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.detach();
+    }
+}
+
+/// Waits until the ring buffer has records, then takes them all; never resolves without one.
+async fn ring_ready(
+    ring: Option<&mut AsyncFd<aya::maps::RingBuf<aya::maps::MapData>>>,
+    model: &mut Model,
+) {
+    let Some(ring) = ring else {
+        return std::future::pending().await;
+    };
+    if let Ok(mut guard) = ring.readable_mut().await {
+        // Clear first, then empty the buffer: the kernel notifies only when a record is
+        // committed while the consumer is caught up, so a notification that came in while
+        // draining must not be cleared away, or the reader would sleep while the buffer fills.
+        guard.clear_ready();
+        drain(guard.get_inner_mut(), model);
     }
 }
 

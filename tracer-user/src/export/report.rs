@@ -8,7 +8,8 @@ use tracer_common::ProbeKind;
 
 use crate::{
     error::{Error, Result},
-    goruntime::{allgs, OffsetsSource},
+    goruntime::{gcstats::GcSnapshot, heapprof::SamplerState, OffsetsSource},
+    model::{gc::GcObservation, heap},
     session::{Session, StopReason},
     symbols::{Frame, Symbolizer},
     target::TargetInfo,
@@ -25,6 +26,49 @@ pub struct Report {
     pub goroutines: GoroutineReport,
     pub channels: Vec<ChannelReport>,
     pub finalizers: Vec<SiteCount>,
+    pub heap: HeapReport,
+    pub gc: GcReport,
+}
+
+/// Go's heap profile as of the last GC cycle before the end, scaled like `go tool pprof`.
+#[derive(Clone, Debug, Serialize)]
+pub struct HeapReport {
+    /// What gotrace did to `runtime.MemProfileRate` (null: not found in this binary).
+    pub sampler: Option<SamplerState>,
+    /// Why there is no heap profile, if there is none.
+    pub unavailable: Option<String>,
+    /// The pprof file in the output directory, when written.
+    pub profile: Option<String>,
+    pub inuse_bytes: u64,
+    pub inuse_objects: u64,
+    pub alloc_bytes: u64,
+    pub alloc_objects: u64,
+    /// Allocation sites by bytes in use, most first (at most 20).
+    pub top: Vec<HeapSite>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct HeapSite {
+    /// The innermost frame outside package runtime.
+    pub site: Frame,
+    pub stack: Vec<Frame>,
+    pub object_size: u64,
+    pub inuse_bytes: u64,
+    pub inuse_objects: u64,
+    pub alloc_bytes: u64,
+    pub alloc_objects: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct GcReport {
+    /// GC cycles completed while attached, and how many of them were forced.
+    pub cycles: u32,
+    pub forced: u32,
+    pub automatic: u32,
+    pub at_attach: Option<GcSnapshot>,
+    pub at_end: Option<GcSnapshot>,
+    /// One entry per GC cycle observed (several quick cycles can share one).
+    pub per_cycle: Vec<GcObservation>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -59,6 +103,9 @@ pub struct Counters {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct GoroutineReport {
+    /// Stack bytes held by live goroutines at attach and at the end.
+    pub stack_in_use_at_start: Option<u64>,
+    pub stack_in_use_at_end: Option<u64>,
     /// All goroutines (runtime ones included) when gotrace attached, read from `allgs`.
     pub live_at_start: Option<u64>,
     /// The same at the end: counted again if the target still runs, else the count at attach
@@ -146,14 +193,7 @@ impl Report {
             .collect();
         finalizers.sort_by_key(|f| std::cmp::Reverse(f.count));
 
-        let live_at_end = if target.is_alive() {
-            allgs::census(target, &session.runtime)
-                .and_then(|r| r.ok())
-                .map(|c| c.all)
-        } else {
-            None
-        }
-        .or_else(|| session.live_goroutines().map(|n| n.max(0) as u64));
+        let live_at_end = session.live_goroutines().map(|n| n.max(0) as u64);
 
         Report {
             gotrace_version: env!("CARGO_PKG_VERSION"),
@@ -182,7 +222,21 @@ impl Report {
                 mallocs: hits(ProbeKind::Malloc),
                 events_lost: session.events_lost(),
             },
+            heap: heap_report(session, &sym),
+            gc: {
+                let (cycles, forced) = session.gc.cycles_since_attach();
+                GcReport {
+                    cycles,
+                    forced,
+                    automatic: cycles - forced.min(cycles),
+                    at_attach: session.gc.at_attach,
+                    at_end: session.gc.latest,
+                    per_cycle: session.gc.observations.clone(),
+                }
+            },
             goroutines: GoroutineReport {
+                stack_in_use_at_start: session.live_at_start.map(|c| c.stack_bytes),
+                stack_in_use_at_end: session.census.map(|c| c.stack_bytes),
                 live_at_start: session.live_at_start.map(|c| c.all),
                 live_at_end,
                 created_by_site,
@@ -209,6 +263,59 @@ impl Report {
         std::fs::write(&tmp, self.to_json() + "\n").map_err(err(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(err(&path))
     }
+}
+
+/// Top sites and totals of the session's last heap profile.
+fn heap_report(session: &Session, sym: &Symbolizer) -> HeapReport {
+    let mut report = HeapReport {
+        sampler: session.sampler.clone(),
+        unavailable: session.heap_unavailable.clone(),
+        profile: None,
+        inuse_bytes: 0,
+        inuse_objects: 0,
+        alloc_bytes: 0,
+        alloc_objects: 0,
+        top: Vec::new(),
+    };
+    let Some(profile) = &session.heap else {
+        return report;
+    };
+    let mut sites: Vec<HeapSite> = profile
+        .records
+        .iter()
+        .map(|r| {
+            let (inuse_objects, inuse_bytes) =
+                heap::scale(r.inuse_objects(), r.object_size, profile.sample_rate);
+            let (alloc_objects, alloc_bytes) =
+                heap::scale(r.allocs, r.object_size, profile.sample_rate);
+            let stack: Vec<Frame> = r.stack.iter().map(|pc| sym.caller_frame(*pc)).collect();
+            let site = stack
+                .iter()
+                .find(|f| !f.function.starts_with("runtime."))
+                .or(stack.first())
+                .cloned()
+                .unwrap_or_else(|| Frame::unknown(0));
+            HeapSite {
+                site,
+                stack,
+                object_size: r.object_size,
+                inuse_bytes,
+                inuse_objects,
+                alloc_bytes,
+                alloc_objects,
+            }
+        })
+        .collect();
+    for s in &sites {
+        report.inuse_bytes += s.inuse_bytes;
+        report.inuse_objects += s.inuse_objects;
+        report.alloc_bytes += s.alloc_bytes;
+        report.alloc_objects += s.alloc_objects;
+    }
+    sites.sort_by_key(|s| std::cmp::Reverse((s.inuse_bytes, s.alloc_bytes)));
+    sites.truncate(20);
+    report.top = sites;
+    report
 }
 
 fn round3(d: Duration) -> f64 {

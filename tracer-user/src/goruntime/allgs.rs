@@ -1,70 +1,182 @@
-//! The runtime's list of every goroutine (`runtime.allgs`), read from the target's memory.
+//! The runtime's list of every goroutine (`runtime.allgs`), read from the target's memory
+//! without stopping it: a census (how many, how much stack) and per-goroutine snapshots.
+
+use serde::Serialize;
 
 use super::{
     datasyms::{self, DataSymbol},
     Field, Runtime,
 };
-use crate::{error::Result, target::Target};
+use crate::{error::Result, target::Target, util::read_u64};
 
-/// `_Gdead`: a g on a free list, not a goroutine.
-const G_DEAD: u32 = 6;
 /// `_Gidle`: just allocated, not yet initialised.
 const G_IDLE: u32 = 0;
+/// `_Gdead`: a g on a free list, not a goroutine.
+const G_DEAD: u32 = 6;
 /// Set in the status while the GC scans the stack; not a state of its own.
 const G_SCAN: u32 = 0x1000;
+/// More than any real program has; guards against misreading the slice header.
+const MAX_GS: u64 = 50_000_000;
 
 /// Goroutines alive at one moment.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Census {
     /// Every goroutine that is not dead, runtime ones included.
     pub all: u64,
     /// What `runtime.NumGoroutine` counts: without the runtime's own goroutines.
     pub user: u64,
+    /// Bytes of stack held by those goroutines (their `stack.hi - stack.lo`): what leaked
+    /// goroutines cost while the heap looks calm.
+    pub stack_bytes: u64,
 }
 
-/// Address of the `allgs` slice header in the running process, if gotrace can find it.
-pub fn allgs_address(target: &Target) -> Option<u64> {
-    datasyms::locate(&target.binary, DataSymbol::Allgs).map(|l| l.address() + target.load_bias)
+/// One goroutine as read from its `g`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GSnapshot {
+    pub addr: u64,
+    pub goid: u64,
+    /// `atomicstatus` without the scan bit.
+    pub status: u32,
+    pub waitreason: u8,
+    /// When it started waiting (nanotime), 0 when not tracked.
+    pub waitsince: i64,
+    /// Link-time PCs (load bias removed).
+    pub startpc: u64,
+    pub gopc: u64,
+    pub stack_lo: u64,
+    pub stack_hi: u64,
+    /// Where it was descheduled (`g.sched`): runtime addresses, for unwinding its stack.
+    pub sched_pc: u64,
+    pub sched_sp: u64,
+    pub sched_bp: u64,
 }
 
-/// Counts live goroutines by walking `allgs`. `None` when the slice cannot be located.
-pub fn census(target: &Target, runtime: &Runtime) -> Option<Result<Census>> {
-    let addr = allgs_address(target)?;
-    let (Some(status_off), Some(startpc_off)) = (
-        runtime.offsets.get(Field::GAtomicstatus),
-        runtime.offsets.get(Field::GStartpc),
-    ) else {
-        return None;
-    };
-    Some(read_census(target, addr, status_off, startpc_off))
-}
-
-fn read_census(target: &Target, allgs: u64, status_off: u64, startpc_off: u64) -> Result<Census> {
-    let mem = &target.memory;
-    let ptr = mem.read_u64(allgs)?;
-    let len = mem.read_u64(allgs + 8)?.min(10_000_000) as usize;
-    let gs = mem.read_vec(ptr, len * 8)?;
-    let mut census = Census::default();
-    let pcln = target.binary.pclntab();
-    for g in gs
-        .chunks_exact(8)
-        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
-    {
-        let status = mem.read_u32(g + status_off)? & !G_SCAN;
-        if status == G_DEAD || status == G_IDLE {
-            continue;
-        }
-        census.all += 1;
-        let startpc = mem.read_u64(g + startpc_off)?;
-        let name = pcln
-            .func_for_pc(startpc.wrapping_sub(target.load_bias))
-            .map(|f| f.name)
-            .unwrap_or_default();
-        if !is_system_goroutine(&name) {
-            census.user += 1;
-        }
+impl GSnapshot {
+    pub fn is_live(&self) -> bool {
+        self.status != G_DEAD && self.status != G_IDLE
     }
-    Ok(census)
+}
+
+/// Reads goroutines out of `allgs`.
+pub struct AllGs {
+    allgs: u64,
+    load_bias: u64,
+    /// (field, offset) pairs, and the bytes of each g to read.
+    offsets: GOffsets,
+}
+
+#[derive(Clone, Copy)]
+struct GOffsets {
+    goid: usize,
+    status: usize,
+    waitreason: usize,
+    waitsince: usize,
+    startpc: usize,
+    gopc: usize,
+    stack: usize,
+    stack_hi: usize,
+    sched: usize,
+    sched_pc: usize,
+    sched_sp: usize,
+    sched_bp: usize,
+    span: usize,
+}
+
+impl AllGs {
+    /// `None` when `allgs` cannot be located or the offsets are incomplete.
+    pub fn new(target: &Target, runtime: &Runtime) -> Option<Self> {
+        let allgs =
+            datasyms::locate(&target.binary, DataSymbol::Allgs)?.address() + target.load_bias;
+        let o = |f| runtime.offsets.get(f).map(|v| v as usize);
+        let mut offsets = GOffsets {
+            goid: o(Field::GGoid)?,
+            status: o(Field::GAtomicstatus)?,
+            waitreason: o(Field::GWaitreason)?,
+            waitsince: o(Field::GWaitsince)?,
+            startpc: o(Field::GStartpc)?,
+            gopc: o(Field::GGopc)?,
+            stack: o(Field::GStack)?,
+            stack_hi: o(Field::StackHi)?,
+            sched: o(Field::GSched)?,
+            sched_pc: o(Field::GobufPc)?,
+            sched_sp: o(Field::GobufSp)?,
+            sched_bp: o(Field::GobufBp)?,
+            span: 0,
+        };
+        offsets.span = [
+            offsets.goid + 8,
+            offsets.status + 4,
+            offsets.waitreason + 1,
+            offsets.waitsince + 8,
+            offsets.startpc + 8,
+            offsets.gopc + 8,
+            offsets.stack + offsets.stack_hi + 8,
+            offsets.sched + offsets.sched_pc + 8,
+            offsets.sched + offsets.sched_sp + 8,
+            offsets.sched + offsets.sched_bp + 8,
+        ]
+        .into_iter()
+        .max()
+        .unwrap();
+        Some(AllGs {
+            allgs,
+            load_bias: target.load_bias,
+            offsets,
+        })
+    }
+
+    /// Every g in `allgs` (dead ones included: callers filter with [`GSnapshot::is_live`]).
+    pub fn snapshot(&self, target: &Target) -> Result<Vec<GSnapshot>> {
+        let mem = &target.memory;
+        let ptr = mem.read_u64(self.allgs)?;
+        let len = mem.read_u64(self.allgs + 8)?.min(MAX_GS) as usize;
+        let list = mem.read_vec(ptr, len * 8)?;
+        let addrs: Vec<u64> = list
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        let o = self.offsets;
+        let gs = mem.read_many(&addrs, o.span)?;
+        Ok(addrs
+            .iter()
+            .zip(gs)
+            .map(|(&addr, g)| {
+                let w = |off: usize| read_u64(&g, off).unwrap_or(0);
+                GSnapshot {
+                    addr,
+                    goid: w(o.goid),
+                    status: u32::from_le_bytes(g[o.status..o.status + 4].try_into().unwrap())
+                        & !G_SCAN,
+                    waitreason: g[o.waitreason],
+                    waitsince: w(o.waitsince) as i64,
+                    startpc: w(o.startpc).wrapping_sub(self.load_bias),
+                    gopc: w(o.gopc).wrapping_sub(self.load_bias),
+                    stack_lo: w(o.stack),
+                    stack_hi: w(o.stack + o.stack_hi),
+                    sched_pc: w(o.sched + o.sched_pc),
+                    sched_sp: w(o.sched + o.sched_sp),
+                    sched_bp: w(o.sched + o.sched_bp),
+                }
+            })
+            .collect())
+    }
+
+    pub fn census(&self, target: &Target) -> Result<Census> {
+        let pcln = target.binary.pclntab();
+        let mut census = Census::default();
+        for g in self.snapshot(target)?.iter().filter(|g| g.is_live()) {
+            census.all += 1;
+            census.stack_bytes += g.stack_hi.saturating_sub(g.stack_lo);
+            let start = pcln
+                .func_for_pc(g.startpc)
+                .map(|f| f.name)
+                .unwrap_or_default();
+            if !is_system_goroutine(&start) {
+                census.user += 1;
+            }
+        }
+        Ok(census)
+    }
 }
 
 /// The runtime's `isSystemGoroutine`: goroutines started in package runtime, except the main

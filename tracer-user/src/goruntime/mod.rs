@@ -3,6 +3,8 @@
 
 pub mod allgs;
 pub mod datasyms;
+pub mod gcstats;
+pub mod heapprof;
 pub mod offsets;
 mod offsets_table;
 

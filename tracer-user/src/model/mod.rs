@@ -1,6 +1,7 @@
 //! What the events say, aggregated while attached.
 
 pub mod channels;
+pub mod gc;
 pub mod goroutines;
 pub mod heap;
 

@@ -30,14 +30,23 @@ pub struct ProbeSelection(Vec<ProbeKind>);
 
 impl ProbeSelection {
     /// What `gotrace attach` places unless told otherwise: only points that fire rarely, so
-    /// the target keeps its speed (goroutine start/exit, SetFinalizer, Go's heap sampler).
+    /// the target keeps its speed (goroutine start/exit, SetFinalizer). The heap profile needs
+    /// no probe: gotrace reads Go's own sample buckets from memory.
     pub fn default_set() -> Self {
         ProbeSelection(vec![
             ProbeKind::GoroutineCreate,
             ProbeKind::GoroutineExit,
             ProbeKind::SetFinalizer,
-            ProbeKind::AllocSample,
         ])
+    }
+
+    /// No probe at all: the session only reads the runtime's memory (no BPF needed).
+    pub fn none() -> Self {
+        ProbeSelection(Vec::new())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     pub fn with(mut self, kind: ProbeKind) -> Self {

@@ -9,6 +9,17 @@ pub fn format(s: &Summary) -> String {
         Some(n) => line.push_str(&format!(" │ goroutines {n}")),
         None => line.push_str(" │ goroutines ?"),
     }
+    if let Some(stack) = s.stack_in_use {
+        line.push_str(&format!(" (stacks {})", human_bytes(stack)));
+    }
+    if let Some(gc) = &s.gc {
+        line.push_str(&format!(
+            " │ heap {} / goal {} │ gc {}",
+            human_bytes(gc.heap_in_use),
+            human_bytes(gc.heap_goal),
+            gc.cycles
+        ));
+    }
     line.push_str(" │");
     for (name, rate) in &s.rates {
         line.push_str(&format!(" {name} {}/s", human_rate(*rate)));
@@ -24,5 +35,20 @@ fn human_rate(r: f64) -> String {
         format!("{r:.0}")
     } else {
         format!("{r:.1}")
+    }
+}
+
+pub fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
     }
 }

@@ -1,0 +1,58 @@
+//! GC and goroutine-stack telemetry over the session, one observation per GC cycle seen.
+
+use serde::Serialize;
+
+use crate::goruntime::{allgs::Census, gcstats::GcSnapshot};
+
+/// The state after one or more GC cycles (gotrace looks once per tick, so several quick cycles
+/// can share one observation).
+#[derive(Clone, Debug, Serialize)]
+pub struct GcObservation {
+    /// Seconds since attach.
+    pub at_s: f64,
+    #[serde(flatten)]
+    pub gc: GcSnapshot,
+    /// Live goroutines and the stack bytes they hold, when `allgs` is readable.
+    pub goroutines: Option<u64>,
+    pub stack_in_use: Option<u64>,
+}
+
+/// Keeps the first few thousand observations: enough for hours at one GC every few seconds.
+const MAX_OBSERVATIONS: usize = 10_000;
+
+#[derive(Clone, Debug, Default)]
+pub struct GcTimeline {
+    pub at_attach: Option<GcSnapshot>,
+    pub latest: Option<GcSnapshot>,
+    pub observations: Vec<GcObservation>,
+}
+
+impl GcTimeline {
+    /// Records `gc` if a cycle completed since the last observation.
+    pub fn observe(&mut self, at_s: f64, gc: GcSnapshot, census: Option<Census>) {
+        if self.at_attach.is_none() {
+            self.at_attach = Some(gc);
+        }
+        let new_cycle = self.latest.is_none_or(|l| l.cycles != gc.cycles);
+        self.latest = Some(gc);
+        if new_cycle && self.observations.len() < MAX_OBSERVATIONS {
+            self.observations.push(GcObservation {
+                at_s,
+                gc,
+                goroutines: census.map(|c| c.all),
+                stack_in_use: census.map(|c| c.stack_bytes),
+            });
+        }
+    }
+
+    /// Cycles completed while attached: (all, forced).
+    pub fn cycles_since_attach(&self) -> (u32, u32) {
+        match (self.at_attach, self.latest) {
+            (Some(a), Some(l)) => (
+                l.cycles.wrapping_sub(a.cycles),
+                l.forced.wrapping_sub(a.forced),
+            ),
+            _ => (0, 0),
+        }
+    }
+}
