@@ -18,9 +18,14 @@ use crate::{
         allgs::{AllGs, Census},
         gcstats::{GcReader, GcSnapshot},
         heapprof::{HeapReader, SamplerState},
+        specials::SpecialsReader,
         Runtime,
     },
-    model::{gc::GcTimeline, heap::HeapProfile, Model},
+    model::{
+        gc::GcTimeline,
+        heap::{AgeTracker, HeapProfile},
+        Model,
+    },
     privileges,
     probes::{plan, AttachedProbes, PlannedProbe, ProbeMaps, ProbeSelection},
     target::Target,
@@ -81,6 +86,7 @@ struct Readers {
     allgs: Option<AllGs>,
     heap: Option<HeapReader>,
     gc: Option<GcReader>,
+    specials: Option<SpecialsReader>,
 }
 
 pub struct Session {
@@ -104,6 +110,10 @@ pub struct Session {
     pub gc: GcTimeline,
     /// The latest heap profile read (refreshed after every GC cycle and at the end).
     pub heap: Option<HeapProfile>,
+    /// Cycles survived by each live sampled object, updated after every GC cycle.
+    pub ages: AgeTracker,
+    /// Objects with a finalizer set, at the latest look.
+    pub finalizers_pending: Option<u64>,
 }
 
 impl Session {
@@ -122,6 +132,7 @@ impl Session {
             allgs: AllGs::new(&target, &runtime),
             heap: HeapReader::new(&target, &runtime),
             gc: GcReader::new(&target, &runtime),
+            specials: SpecialsReader::new(&target, &runtime),
         };
         let (sampler, heap_unavailable) = match &readers.heap {
             None => (
@@ -170,6 +181,8 @@ impl Session {
             census: live_at_start,
             gc: GcTimeline::default(),
             heap: None,
+            ages: AgeTracker::default(),
+            finalizers_pending: None,
         };
         session.observe();
         Ok(session)
@@ -232,6 +245,20 @@ impl Session {
             .observe(self.started.elapsed().as_secs_f64(), gc, self.census);
         if new_cycle || self.heap.is_none() {
             self.read_heap();
+            self.scan_specials(gc.cycles);
+        }
+    }
+
+    fn scan_specials(&mut self, cycle: u32) {
+        let Some(r) = &self.readers.specials else {
+            return;
+        };
+        match r.scan(&self.target) {
+            Ok(scan) => {
+                self.ages.update(cycle, &scan.profiled);
+                self.finalizers_pending = Some(scan.finalizers);
+            }
+            Err(e) => log::debug!("walking the heap specials: {e}"),
         }
     }
 

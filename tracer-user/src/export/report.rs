@@ -9,7 +9,10 @@ use tracer_common::ProbeKind;
 use crate::{
     error::{Error, Result},
     goruntime::{gcstats::GcSnapshot, heapprof::SamplerState, OffsetsSource},
-    model::{gc::GcObservation, heap},
+    model::{
+        gc::GcObservation,
+        heap::{self, AgeHistogram},
+    },
     session::{Session, StopReason},
     symbols::{Frame, Symbolizer},
     target::TargetInfo,
@@ -57,6 +60,8 @@ pub struct HeapSite {
     pub inuse_objects: u64,
     pub alloc_bytes: u64,
     pub alloc_objects: u64,
+    /// GC cycles survived by this site's live sampled objects (null: not tracked).
+    pub age: Option<AgeHistogram>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -280,6 +285,7 @@ fn heap_report(session: &Session, sym: &Symbolizer) -> HeapReport {
     let Some(profile) = &session.heap else {
         return report;
     };
+    let ages = session.ages.by_bucket();
     let mut sites: Vec<HeapSite> = profile
         .records
         .iter()
@@ -303,6 +309,7 @@ fn heap_report(session: &Session, sym: &Symbolizer) -> HeapReport {
                 inuse_objects,
                 alloc_bytes,
                 alloc_objects,
+                age: ages.get(&r.bucket).cloned(),
             }
         })
         .collect();

@@ -158,6 +158,7 @@ impl HeapReader {
             let active = cycle(0);
             let futures = [cycle(1), cycle(2), cycle(3)];
             buckets.push((
+                b,
                 stk.chunks_exact(8)
                     .map(|c| u64::from_le_bytes(c.try_into().unwrap()).wrapping_sub(self.load_bias))
                     .collect::<Vec<_>>(),
@@ -167,10 +168,10 @@ impl HeapReader {
             ));
             b = word(BUCKET_ALLNEXT);
         }
-        let nothing_published = buckets.iter().all(|(_, _, a, _)| *a == (0, 0));
+        let nothing_published = buckets.iter().all(|(_, _, _, a, _)| *a == (0, 0));
         let records = buckets
             .into_iter()
-            .map(|(stack, object_size, active, futures)| {
+            .map(|(bucket, stack, object_size, active, futures)| {
                 let (mut allocs, mut frees) = active;
                 let pending: Vec<(u64, u64)> = match (nothing_published, index) {
                     (true, _) => futures.to_vec(),
@@ -182,6 +183,7 @@ impl HeapReader {
                     frees += f;
                 }
                 HeapRecord {
+                    bucket,
                     stack,
                     object_size,
                     allocs,

@@ -7,6 +7,7 @@ pub mod gcstats;
 pub mod heapprof;
 pub mod offsets;
 mod offsets_table;
+pub mod specials;
 
 /// Where `cargo xtask gen-offsets` writes the generated table.
 pub const OFFSETS_TABLE_SOURCE: &str = "tracer-user/src/goruntime/offsets_table.rs";
