@@ -12,6 +12,7 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_path_buf();
+    compile_protos(&root);
     let ebpf_dir = root.join("tracer-ebpf");
     for p in [
         "tracer-ebpf/src",
@@ -65,6 +66,18 @@ fn main() {
     std::fs::copy(&built, &out)
         .unwrap_or_else(|e| panic!("copying {} to {}: {e}", built.display(), out.display()));
     println!("cargo:rustc-env=GOTRACE_EBPF_OBJECT={}", out.display());
+}
+
+/// Generates the Rust types of `proto/*.proto` (the pprof profile format) into `OUT_DIR`.
+/// protox parses the schema in Rust, so no system `protoc` is needed.
+fn compile_protos(root: &std::path::Path) {
+    let dir = root.join("proto");
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let fds = protox::compile(["profile.proto"], [&dir])
+        .unwrap_or_else(|e| panic!("parsing {}: {e}", dir.join("profile.proto").display()));
+    prost_build::Config::new()
+        .compile_fds(fds)
+        .unwrap_or_else(|e| panic!("generating Rust code for profile.proto: {e}"));
 }
 
 struct Toolchain {

@@ -81,6 +81,9 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error("cannot export the profile: {0}")]
+    Export(String),
+
     #[error("{0}")]
     Other(String),
 }

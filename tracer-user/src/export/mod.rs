@@ -1,5 +1,7 @@
 //! Everything a session writes out.
 
+pub mod flamegraph;
+pub mod pprof;
 pub mod report;
 
 pub use report::Report;

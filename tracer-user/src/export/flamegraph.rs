@@ -1,0 +1,375 @@
+//! Flamegraphs: folded stacks (the `stackcollapse` text format, one line per distinct stack,
+//! root first, `;`-separated, then the value) and SVGs drawn from them with inferno.
+//!
+//! Both are made from a built [`proto::Profile`], so a flamegraph shows exactly what pprof
+//! shows for the same file: the same symbolization, inlined calls as frames of their own and
+//! the same hidden runtime frames.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fs,
+    io::{self, BufWriter, Write},
+    path::Path,
+    sync::atomic::{AtomicU64, Ordering},
+};
+
+use super::pprof::proto;
+use crate::error::{Error, Result};
+
+/// The value of a heap profile a flamegraph shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeapValue {
+    /// Bytes still in use: what a leak looks like.
+    InuseBytes,
+    /// Bytes allocated since the program started: where the allocation churn is.
+    AllocBytes,
+    InuseObjects,
+    AllocObjects,
+}
+
+impl HeapValue {
+    /// The sample type of Go's heap profile holding this value.
+    pub fn sample_type(self) -> &'static str {
+        match self {
+            HeapValue::InuseBytes => "inuse_space",
+            HeapValue::AllocBytes => "alloc_space",
+            HeapValue::InuseObjects => "inuse_objects",
+            HeapValue::AllocObjects => "alloc_objects",
+        }
+    }
+
+    /// What one unit of width counts.
+    pub fn count_name(self) -> &'static str {
+        match self {
+            HeapValue::InuseBytes | HeapValue::AllocBytes => "bytes",
+            HeapValue::InuseObjects | HeapValue::AllocObjects => "objects",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            HeapValue::InuseBytes => "Heap in use (bytes)",
+            HeapValue::AllocBytes => "Heap allocated (bytes)",
+            HeapValue::InuseObjects => "Heap in use (objects)",
+            HeapValue::AllocObjects => "Heap allocated (objects)",
+        }
+    }
+}
+
+/// The frame name of a sample with no frames at all, so that its value still counts.
+pub const NO_STACK: &str = "[unknown]";
+
+/// The folded stacks of `profile` for the sample type named `sample_type`: one line per
+/// distinct stack (sorted), root first, inlined calls expanded (the function they were
+/// inlined into comes first), then the summed value. Samples whose value is zero or
+/// negative are left out, as a flamegraph cannot draw them. An address pprof has no frames
+/// for is shown as its runtime address.
+pub fn folded(profile: &proto::Profile, sample_type: &str) -> Result<String> {
+    let string = |i: i64| -> Result<&str> {
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| profile.string_table.get(i))
+            .map(String::as_str)
+            .ok_or_else(|| Error::Export(format!("string index {i} out of range")))
+    };
+    let mut index = None;
+    for (i, t) in profile.sample_type.iter().enumerate() {
+        if string(t.r#type)? == sample_type {
+            index = Some(i);
+        }
+    }
+    let index = index
+        .ok_or_else(|| Error::Export(format!("the profile has no sample type {sample_type:?}")))?;
+    let locations: HashMap<u64, &proto::Location> =
+        profile.location.iter().map(|l| (l.id, l)).collect();
+    let functions: HashMap<u64, &proto::Function> =
+        profile.function.iter().map(|f| (f.id, f)).collect();
+
+    let mut stacks: BTreeMap<String, i64> = BTreeMap::new();
+    let mut names: Vec<String> = Vec::new();
+    for sample in &profile.sample {
+        let value = sample.value.get(index).copied().unwrap_or(0);
+        if value <= 0 {
+            continue;
+        }
+        names.clear();
+        for id in sample.location_id.iter().rev() {
+            let loc = locations.get(id).ok_or_else(|| {
+                Error::Export(format!(
+                    "a sample names location {id}, which does not exist"
+                ))
+            })?;
+            if loc.line.is_empty() {
+                names.push(format!("{:#x}", loc.address));
+            }
+            for line in loc.line.iter().rev() {
+                let f = functions.get(&line.function_id).ok_or_else(|| {
+                    Error::Export(format!(
+                        "location {id} names function {}, which does not exist",
+                        line.function_id
+                    ))
+                })?;
+                names.push(frame_name(string(f.name)?));
+            }
+        }
+        if names.is_empty() {
+            names.push(NO_STACK.into());
+        }
+        let total = stacks.entry(names.join(";")).or_insert(0);
+        *total = total.saturating_add(value);
+    }
+    let mut out = String::new();
+    for (stack, value) in stacks {
+        out.push_str(&stack);
+        out.push(' ');
+        out.push_str(&value.to_string());
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// `;` separates frames and a line ends a stack; Go's raw names of generic functions over
+/// struct types contain `; ` (`go.shape.struct { A int; B int }`).
+fn frame_name(name: &str) -> String {
+    let name = if name.is_empty() { "[unknown]" } else { name };
+    name.replace(';', ",").replace(['\n', '\r'], " ")
+}
+
+/// How an SVG is labelled.
+#[derive(Clone, Copy, Debug)]
+pub struct SvgOptions<'s> {
+    pub title: &'s str,
+    /// A second line under the title (the process, the time...).
+    pub subtitle: Option<&'s str>,
+    /// What the values count ("bytes", "objects"), shown in each frame's tooltip.
+    pub count_name: &'s str,
+}
+
+/// Draws the folded stacks as an interactive SVG flamegraph (root at the bottom). With no
+/// stacks at all (nothing sampled yet) the SVG says so instead of failing, so that a live
+/// view always has a valid file to show.
+pub fn svg(folded: &str, opts: &SvgOptions<'_>, out: impl Write) -> Result<()> {
+    let svg_err = |e: io::Error| Error::Export(format!("drawing the flamegraph: {e}"));
+    if folded.lines().all(|l| l.trim().is_empty()) {
+        return empty_svg(opts, out).map_err(svg_err);
+    }
+    let mut options = inferno::flamegraph::Options::default();
+    options.title = opts.title.to_string();
+    options.subtitle = opts.subtitle.map(str::to_string);
+    options.count_name = opts.count_name.to_string();
+    options.colors =
+        inferno::flamegraph::color::Palette::Basic(inferno::flamegraph::color::BasicPalette::Mem);
+    // A function keeps its colour from one rendering to the next (live views redraw).
+    options.hash = true;
+    inferno::flamegraph::from_lines(&mut options, folded.lines(), out).map_err(svg_err)
+}
+
+fn empty_svg(opts: &SvgOptions<'_>, mut out: impl Write) -> io::Result<()> {
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    write!(
+        out,
+        concat!(
+            r#"<?xml version="1.0" standalone="no"?>"#,
+            "\n",
+            r#"<svg version="1.1" width="1200" height="80" xmlns="http://www.w3.org/2000/svg">"#,
+            r#"<text x="600" y="24" text-anchor="middle" font-family="Verdana" font-size="17">{}</text>"#,
+            r#"<text x="600" y="56" text-anchor="middle" font-family="Verdana" font-size="12">no samples yet</text>"#,
+            "</svg>\n"
+        ),
+        escape(opts.title)
+    )
+}
+
+/// The SVG flamegraph of one value of a heap profile.
+pub fn heap_svg(
+    profile: &proto::Profile,
+    value: HeapValue,
+    subtitle: Option<&str>,
+) -> Result<Vec<u8>> {
+    let stacks = folded(profile, value.sample_type())?;
+    let mut out = Vec::new();
+    svg(
+        &stacks,
+        &SvgOptions {
+            title: value.title(),
+            subtitle,
+            count_name: value.count_name(),
+        },
+        &mut out,
+    )?;
+    Ok(out)
+}
+
+/// Replaces `path` with what `write` produces, atomically: readers (a browser reloading a
+/// live flamegraph every few seconds) see the old file or the new one, never a partial one.
+/// The bytes go to a temporary file in the same directory, which is then renamed over `path`
+/// (rename is atomic only within one file system). Nothing is left behind on failure.
+pub fn replace_file(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<()> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let out_err = |source| Error::Output {
+        path: path.to_path_buf(),
+        source,
+    };
+    let name = path.file_name().ok_or_else(|| {
+        out_err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a file name",
+        ))
+    })?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut w = BufWriter::new(fs::File::create(&tmp)?);
+        write(&mut w)?;
+        w.into_inner().map_err(|e| e.into_error())?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(out_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Strings: 0 "", 1 "inuse_space", 2 "bytes", 3 "main.a", 4 "main.b", 5 "main.inl".
+    fn profile() -> proto::Profile {
+        let func = |id, name| proto::Function {
+            id,
+            name,
+            system_name: name,
+            ..Default::default()
+        };
+        let line = |function_id| proto::Line {
+            function_id,
+            line: 1,
+            column: 0,
+        };
+        proto::Profile {
+            sample_type: vec![proto::ValueType { r#type: 1, unit: 2 }],
+            string_table: ["", "inuse_space", "bytes", "main.a", "main.b", "main.inl"]
+                .map(String::from)
+                .to_vec(),
+            function: vec![func(1, 3), func(2, 4), func(3, 5)],
+            location: vec![
+                proto::Location {
+                    id: 1,
+                    address: 0x10,
+                    line: vec![line(3), line(1)],
+                    ..Default::default()
+                },
+                proto::Location {
+                    id: 2,
+                    address: 0x20,
+                    line: vec![line(2)],
+                    ..Default::default()
+                },
+                proto::Location {
+                    id: 3,
+                    address: 0x4abc,
+                    ..Default::default()
+                },
+            ],
+            sample: vec![
+                proto::Sample {
+                    location_id: vec![1, 2],
+                    value: vec![100],
+                    ..Default::default()
+                },
+                proto::Sample {
+                    location_id: vec![1, 2],
+                    value: vec![20],
+                    ..Default::default()
+                },
+                proto::Sample {
+                    location_id: vec![3, 2],
+                    value: vec![5],
+                    ..Default::default()
+                },
+                proto::Sample {
+                    location_id: vec![2],
+                    value: vec![0],
+                    ..Default::default()
+                },
+                proto::Sample {
+                    location_id: vec![],
+                    value: vec![7],
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn folded_is_root_first_with_inlines_expanded() {
+        assert_eq!(
+            folded(&profile(), "inuse_space").unwrap(),
+            "[unknown] 7\nmain.b;0x4abc 5\nmain.b;main.a;main.inl 120\n"
+        );
+        assert!(folded(&profile(), "alloc_space").is_err());
+        let mut broken = profile();
+        broken.sample[0].location_id.push(99);
+        assert!(folded(&broken, "inuse_space").is_err());
+        broken.sample_type[0].r#type = 1000;
+        assert!(folded(&broken, "inuse_space").is_err());
+    }
+
+    #[test]
+    fn svg_names_frames_and_survives_no_samples() {
+        let opts = SvgOptions {
+            title: "t <&>",
+            subtitle: None,
+            count_name: "bytes",
+        };
+        let mut out = Vec::new();
+        svg(&folded(&profile(), "inuse_space").unwrap(), &opts, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("main.inl") && text.contains("t &lt;&amp;&gt;"));
+        let mut out = Vec::new();
+        svg("", &opts, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("no samples yet") && text.contains("t &lt;&amp;&gt;"));
+    }
+
+    #[test]
+    fn replace_file_is_all_or_nothing() {
+        let dir = std::env::temp_dir().join(format!("gotrace-replace-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("x.svg");
+        replace_file(&path, |w| w.write_all(b"one")).unwrap();
+        replace_file(&path, |w| w.write_all(b"two")).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        let failed = replace_file(&path, |w| {
+            w.write_all(b"partial")?;
+            Err(io::Error::other("boom"))
+        });
+        assert!(failed.is_err());
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        assert_eq!(
+            fs::read_dir(&dir).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+        assert!(replace_file(&dir.join("missing/x.svg"), |_| Ok(())).is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
