@@ -10,7 +10,11 @@
 pub mod dwarf;
 pub mod pclntab;
 
-use std::{cell::{Cell, RefCell}, num::NonZeroUsize, sync::Arc};
+use std::{
+    cell::{Cell, RefCell},
+    num::NonZeroUsize,
+    sync::Arc,
+};
 
 use serde::Serialize;
 
