@@ -43,7 +43,9 @@ fn exact_counts(release: &str, variant: Variant) -> Result<()> {
         .parse()?;
 
     let options = AttachOptions {
-        probes: ProbeSelection::default_set().with(ProbeKind::ChanSend),
+        probes: ProbeSelection::default_set()
+            .with_goroutine_events()
+            .with(ProbeKind::ChanSend),
         ..AttachOptions::default()
     };
     let tracing = trace::start(proc.pid(), options)?;
@@ -164,9 +166,9 @@ fn gone_from_disk(replace_with: Option<&str>) -> Result<()> {
     let tracing = trace::start(proc.pid(), AttachOptions::default())?;
     proc.send("go")?;
     proc.expect_line("done", Duration::from_secs(30))?;
+    let (session, reason) = tracing.finish()?;
     proc.send("exit")?;
     proc.wait(Duration::from_secs(30))?;
-    let (session, reason) = tracing.finish()?;
     let report = Report::build(&session, reason);
     assert_eq!(report.counters.goroutines_created, 7);
     assert!(
@@ -191,4 +193,50 @@ fn binary_deleted_after_start() -> Result<()> {
 #[test]
 fn binary_replaced_after_start() -> Result<()> {
     gone_from_disk(Some(go::OLDEST))
+}
+
+/// Without any goroutine probe (the default), the counts come from the runtime's goroutine-id
+/// generator and the census of `allgs`: still exact.
+fn counts_without_probes(release: &str, variant: Variant) -> Result<()> {
+    let lock = bpf::exclusive();
+    let exe = fixtures::build("events", Toolchain::find(release)?, variant)?;
+    let mut proc = GoProcess::start(&exe, &["-goroutines", "40"])?;
+    let tracing = trace::start(proc.pid(), AttachOptions::default())?;
+    proc.send("go")?;
+    proc.expect_line("done", Duration::from_secs(30))?;
+    // Every started goroutine has returned (wg.Wait) and exits right after: give the runtime
+    // a moment to mark them dead before the final look.
+    std::thread::sleep(Duration::from_millis(200));
+    let (session, reason) = tracing.finish()?;
+    assert_eq!(reason, StopReason::Stopped);
+    let report = Report::build(&session, reason);
+    assert_eq!(
+        report.counters.goroutines_created, 40,
+        "{:?}",
+        report.counters
+    );
+    assert_eq!(
+        report.counters.goroutines_exited, 40,
+        "{:?}",
+        report.counters
+    );
+    assert!(report
+        .session
+        .probes
+        .iter()
+        .all(|p| p.name != "goroutine-create"));
+    proc.send("exit")?;
+    proc.wait(Duration::from_secs(30))?;
+    drop(session);
+    lock.assert_nothing_loaded()
+}
+
+#[test]
+fn counts_without_probes_go_oldest_stripped() -> Result<()> {
+    counts_without_probes(go::OLDEST, Variant::Stripped)
+}
+
+#[test]
+fn counts_without_probes_go_newest_pie() -> Result<()> {
+    counts_without_probes(go::NEWEST, Variant::Pie)
 }

@@ -40,8 +40,10 @@ fn stops_cleanly_on(signal: libc::c_int) -> Result<()> {
     let mut stderr = BufReader::new(gotrace.stderr.take().unwrap()).lines();
     let first = stderr.next().context("gotrace printed nothing")??;
     assert!(first.starts_with("gotrace: attached to"), "{first}");
-    let summary = stderr.next().context("no live summary")??;
-    assert!(summary.contains("goroutine-create"), "{summary}");
+    let summary = stderr
+        .find(|l| l.as_ref().map_or(true, |l| !l.starts_with("gotrace:")))
+        .context("no live summary")??;
+    assert!(summary.contains("goroutines started"), "{summary}");
     unsafe { libc::kill(gotrace.id() as i32, signal) };
     let rest: Vec<String> = stderr.map_while(|l| l.ok()).collect();
     let status = gotrace.wait()?;
@@ -123,7 +125,12 @@ fn ends_when_the_target_exits() -> Result<()> {
     let mut target = GoProcess::start(&exe, &["-goroutines", "5"])?;
     let out = tempdir("exit");
     let mut gotrace = Command::new(gotrace_bin())
-        .args(["attach", &target.pid().to_string(), "--out"])
+        .args([
+            "attach",
+            &target.pid().to_string(),
+            "--goroutine-events",
+            "--out",
+        ])
         .arg(&out)
         .stderr(Stdio::piped())
         .spawn()?;

@@ -12,7 +12,10 @@ use std::process::Command;
 use anyhow::{ensure, Result};
 use gotrace::{
     binary::GoBinary,
-    goruntime::datasyms::{self, DataSymbol},
+    goruntime::{
+        datasyms::{self, DataSymbol},
+        Offsets,
+    },
 };
 use gotrace_tests::{fixtures, go::MATRIX, Toolchain, Variant};
 
@@ -46,7 +49,9 @@ fn check(tc: &Toolchain, variant: Variant) -> Result<usize> {
             tc.release
         );
         for (label, binary) in [("unstripped", &full), ("objcopy-stripped", &bare)] {
-            let found = datasyms::locate_in_code(binary, *sym).map(|l| l.address());
+            let offsets = Offsets::from_table(binary.version());
+            let found =
+                datasyms::locate_in_code(binary, offsets.as_ref(), *sym).map(|l| l.address());
             assert_eq!(
                 found,
                 expected,
@@ -80,7 +85,12 @@ fn linker_stripped_builds_have_every_variable() -> Result<()> {
             let binary = open(&exe)?;
             for sym in DataSymbol::ALL {
                 assert!(
-                    datasyms::locate(&binary, *sym).is_some(),
+                    datasyms::locate(
+                        &binary,
+                        Offsets::from_table(binary.version()).as_ref(),
+                        *sym
+                    )
+                    .is_some(),
                     "{} not found in Go {} {variant:?}",
                     sym.name(),
                     tc.release

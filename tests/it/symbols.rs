@@ -475,3 +475,127 @@ fn pcs_match_go_addr2line() -> Result<()> {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     Ok(())
 }
+
+/// Loads `data` and, if that works, symbolizes PCs spread over its functions with both
+/// sources. Returns the load error, if any. Panics are what the caller looks for.
+fn load_and_symbolize(data: Vec<u8>) -> Option<gotrace::Error> {
+    use gotrace::symbols::Symbolizer;
+    let bin = match GoBinary::from_bytes(SharedBytes::new(data), "corrupt") {
+        Ok(b) => b,
+        Err(e) => return Some(e),
+    };
+    let pcs: Vec<u64> = bin
+        .pclntab()
+        .funcs()
+        .step_by(7)
+        .take(400)
+        .flat_map(|f| [f.entry, f.entry + (f.end - f.entry) / 2])
+        .collect();
+    let sym = Symbolizer::new(&bin);
+    for pc in &pcs {
+        let _ = sym.frames(*pc);
+        let _ = sym.caller_frame(*pc + 1);
+    }
+    if let Ok(dwarf) = Symbolizer::with_dwarf(&bin) {
+        for pc in pcs.iter().take(200) {
+            let _ = dwarf.frames(*pc);
+        }
+    }
+    None
+}
+
+/// Truncated and corrupted copies of real Go binaries either load (a cut that only loses DWARF
+/// or the symbol table still leaves a usable binary) or fail with `Error::BadBinary`, never a
+/// panic; whatever loads symbolizes without panicking. Cuts fall at 1/97ths of the file and
+/// around every section boundary; corruption overwrites words of the pclntab (header,
+/// function table, `_func` records, pc-value tables), the build info, the module data and the
+/// inline trees, at positions from a fixed pseudo-random sequence.
+#[test]
+fn truncated_and_corrupt_binaries_fail_cleanly() -> Result<()> {
+    let cases = [
+        ("1.19", Variant::Default),
+        ("1.21", Variant::StrippedPie),
+        ("1.26", Variant::Stripped),
+        ("1.27", Variant::Pie),
+    ];
+    let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for (release, variant) in cases {
+        let exe = fixture("inline", Toolchain::find(release)?, variant)?;
+        let data = std::fs::read(&exe)?;
+        let bin = open(&exe)?;
+        let ctx = format!("Go {release} {}", variant.name());
+        let mut cuts: Vec<usize> = (1..97).map(|i| data.len() * i / 97).collect();
+        cuts.extend([0, 3, 4, 16, 63, 64, 65, 200]);
+        for s in &bin.elf.sections {
+            if let Some(off) = s.file_offset {
+                let (start, end) = (off as usize, (off + s.size) as usize);
+                cuts.extend([start, start + 1, start + 40, end.saturating_sub(1), end + 1]);
+            }
+        }
+        cuts.retain(|&c| c < data.len());
+        let mut loaded = 0;
+        for cut in &cuts {
+            let copy = data[..*cut].to_vec();
+            match std::panic::catch_unwind(|| load_and_symbolize(copy)) {
+                Err(_) => panic!("{ctx}: panicked on a copy cut at {cut} bytes"),
+                Ok(None) => loaded += 1,
+                Ok(Some(gotrace::Error::BadBinary { reason, .. })) => {
+                    assert!(!reason.is_empty(), "{ctx}: empty reason")
+                }
+                // Fewer than 4 bytes do not even say ELF.
+                Ok(Some(gotrace::Error::NotGo { .. })) if *cut < 4 => {}
+                Ok(Some(e)) => panic!("{ctx}: cut at {cut}: {e} (want BadBinary)"),
+            }
+        }
+        eprintln!("{ctx}: {} cuts, {loaded} still loadable", cuts.len());
+
+        let section = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|n| bin.elf.section(n))
+                .and_then(|s| Some((s.file_offset? as usize, s.size as usize)))
+        };
+        let mut regions = vec![
+            section(&[".gopclntab", ".data.rel.ro.gopclntab"]).context("pclntab")?,
+            section(&[".go.buildinfo"]).context("buildinfo")?,
+        ];
+        let md = bin.moduledata().map_err(|e| anyhow::anyhow!("{e}"))?;
+        regions.push((
+            bin.elf.file_offset(md.addr).context("moduledata")? as usize,
+            400,
+        ));
+        regions.push((
+            bin.elf.file_offset(md.gofunc).context("gofunc")? as usize,
+            4096,
+        ));
+        let mut corrupted = 0;
+        for (start, len) in regions {
+            for round in 0..150 {
+                let mut copy = data.clone();
+                // Early rounds hit the first bytes (headers), later ones anywhere.
+                let span = if round < 50 { len.min(128) } else { len };
+                for _ in 0..1 + round % 4 {
+                    let at = start + (next() as usize) % span.max(1);
+                    let word = next().to_le_bytes();
+                    let end = (at + 4).min(copy.len());
+                    copy[at..end].copy_from_slice(&word[..end - at]);
+                }
+                match std::panic::catch_unwind(|| load_and_symbolize(copy)) {
+                    Err(_) => panic!(
+                        "{ctx}: panicked on a corrupted copy (region {start:#x}, round {round})"
+                    ),
+                    Ok(None | Some(gotrace::Error::BadBinary { .. })) => corrupted += 1,
+                    Ok(Some(e)) => panic!("{ctx}: corrupted copy: {e} (want BadBinary)"),
+                }
+            }
+        }
+        eprintln!("{ctx}: {corrupted} corrupted copies handled");
+    }
+    Ok(())
+}

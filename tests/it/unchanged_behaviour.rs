@@ -27,6 +27,8 @@ fn unchanged(release: &str, variant: Variant) -> Result<()> {
     let lock = bpf::exclusive();
     let mut p = GoProcess::start(&exe, &[])?;
     let all = ProbeSelection::default_set()
+        .with_goroutine_events()
+        .with(ProbeKind::AllocSample)
         .with(ProbeKind::ChanSend)
         .with(ProbeKind::Malloc);
     let tracing = trace::start(

@@ -94,6 +94,12 @@ pub struct AttachArgs {
     #[arg(short, long)]
     pub quiet: bool,
 
+    /// Probe every goroutine start and exit (runtime.newproc1, runtime.goexit1): exact
+    /// per-goroutine events with parent and creation site, at ~4 µs per `go` statement.
+    /// Without it, gotrace counts goroutines from the runtime's memory at no cost.
+    #[arg(long)]
+    pub goroutine_events: bool,
+
     /// Probe every channel send (runtime.chansend): costly on send-heavy programs.
     #[arg(long)]
     pub chan_sends: bool,
@@ -150,6 +156,9 @@ fn attach(args: AttachArgs) -> Result<ExitCode> {
     }
     if args.exact_alloc {
         probes = probes.with(ProbeKind::Malloc);
+    }
+    if args.goroutine_events {
+        probes = probes.with_goroutine_events();
     }
     if args.alloc_samples {
         probes = probes.with(ProbeKind::AllocSample);

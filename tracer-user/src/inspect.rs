@@ -81,7 +81,10 @@ pub fn binary(b: &GoBinary) -> Inspection {
         offsets,
         variables: DataSymbol::ALL
             .iter()
-            .map(|s| (s.name(), datasyms::locate(b, *s)))
+            .map(|s| {
+                let offsets = runtime.as_ref().ok().map(|r| &r.offsets);
+                (s.name(), datasyms::locate(b, offsets, *s))
+            })
             .collect(),
         probes: plan::plan(b, &ProbeSelection::default_set()),
     }

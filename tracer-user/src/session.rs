@@ -18,6 +18,7 @@ use crate::{
         allgs::{AllGs, Census},
         gcstats::{GcReader, GcSnapshot},
         heapprof::{HeapReader, SamplerState},
+        sched::GoidCounter,
         specials::SpecialsReader,
         Runtime,
     },
@@ -87,6 +88,7 @@ struct Readers {
     heap: Option<HeapReader>,
     gc: Option<GcReader>,
     specials: Option<SpecialsReader>,
+    goids: Option<GoidCounter>,
 }
 
 pub struct Session {
@@ -114,6 +116,9 @@ pub struct Session {
     pub ages: AgeTracker,
     /// Objects with a finalizer set, at the latest look.
     pub finalizers_pending: Option<u64>,
+    /// Goroutine ids handed out by the runtime: at attach, and at the latest look.
+    goids_at_attach: Option<u64>,
+    goids: Option<u64>,
 }
 
 impl Session {
@@ -133,6 +138,7 @@ impl Session {
             heap: HeapReader::new(&target, &runtime),
             gc: GcReader::new(&target, &runtime),
             specials: SpecialsReader::new(&target, &runtime),
+            goids: GoidCounter::new(&target, &runtime),
         };
         let (sampler, heap_unavailable) = match &readers.heap {
             None => (
@@ -163,6 +169,7 @@ impl Session {
             (None, None)
         };
         let live_at_start = readers.allgs.as_ref().and_then(|a| a.census(&target).ok());
+        let goids_at_attach = readers.goids.as_ref().and_then(|g| g.created(&target).ok());
         let mut session = Session {
             target,
             runtime,
@@ -183,6 +190,8 @@ impl Session {
             heap: None,
             ages: AgeTracker::default(),
             finalizers_pending: None,
+            goids_at_attach,
+            goids: goids_at_attach,
         };
         session.observe();
         Ok(session)
@@ -208,6 +217,25 @@ impl Session {
         })
     }
 
+    /// Goroutines started while attached: counted by the probes when they are placed, else
+    /// from the runtime's goroutine-id generator.
+    pub fn goroutines_created(&self) -> Option<u64> {
+        if self.options.probes.contains(ProbeKind::GoroutineCreate) {
+            return Some(self.hits(ProbeKind::GoroutineCreate));
+        }
+        Some(self.goids?.saturating_sub(self.goids_at_attach?))
+    }
+
+    /// Goroutines that finished while attached: by the probes, else started minus the growth
+    /// of the live count.
+    pub fn goroutines_exited(&self) -> Option<u64> {
+        if self.options.probes.contains(ProbeKind::GoroutineExit) {
+            return Some(self.hits(ProbeKind::GoroutineExit));
+        }
+        let grown = self.census?.all as i64 - self.live_at_start?.all as i64;
+        Some((self.goroutines_created()? as i64 - grown).max(0) as u64)
+    }
+
     /// Goroutines alive now: the latest census, else the census at attach plus what was
     /// created minus what exited.
     pub fn live_goroutines(&self) -> Option<i64> {
@@ -230,6 +258,11 @@ impl Session {
         if let Some(a) = &self.readers.allgs {
             if let Ok(c) = a.census(&self.target) {
                 self.census = Some(c);
+            }
+        }
+        if let Some(g) = &self.readers.goids {
+            if let Ok(n) = g.created(&self.target) {
+                self.goids = Some(n);
             }
         }
         let Some(gc) = self
@@ -297,6 +330,7 @@ impl Session {
         let mut ticker = tokio::time::interval(self.options.tick);
         ticker.tick().await;
         let mut last_hits = self.hit_snapshot();
+        let mut last_created = self.goroutines_created();
         let mut last_tick = Instant::now();
         tokio::pin!(stop);
         let reason = loop {
@@ -306,10 +340,19 @@ impl Session {
                     self.observe();
                     let hits = self.hit_snapshot();
                     let secs = last_tick.elapsed().as_secs_f64().max(1e-3);
-                    let rates = self
+                    let mut rates: Vec<(&'static str, f64)> = self
                         .enabled_probes()
                         .map(|p| (p.name, (hits[p.kind as usize] - last_hits[p.kind as usize]) as f64 / secs))
                         .collect();
+                    let created = self.goroutines_created();
+                    if let (false, Some(now), Some(before)) = (
+                        self.options.probes.contains(ProbeKind::GoroutineCreate),
+                        created,
+                        last_created,
+                    ) {
+                        rates.insert(0, ("goroutines started", now.saturating_sub(before) as f64 / secs));
+                    }
+                    last_created = created;
                     last_hits = hits;
                     last_tick = Instant::now();
                     on_tick(&Summary {

@@ -219,8 +219,8 @@ impl Report {
                 offsets_source: session.runtime.offsets.source.clone(),
             },
             counters: Counters {
-                goroutines_created: hits(ProbeKind::GoroutineCreate),
-                goroutines_exited: hits(ProbeKind::GoroutineExit),
+                goroutines_created: session.goroutines_created().unwrap_or(0),
+                goroutines_exited: session.goroutines_exited().unwrap_or(0),
                 chan_sends: hits(ProbeKind::ChanSend),
                 finalizers_set: hits(ProbeKind::SetFinalizer),
                 alloc_samples: hits(ProbeKind::AllocSample),

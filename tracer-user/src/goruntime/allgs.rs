@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::{
-    datasyms::{self, DataSymbol},
+    datasyms::DataSymbol,
     Field, Runtime,
 };
 use crate::{error::Result, target::Target, util::read_u64};
@@ -86,7 +86,7 @@ impl AllGs {
     /// `None` when `allgs` cannot be located or the offsets are incomplete.
     pub fn new(target: &Target, runtime: &Runtime) -> Option<Self> {
         let allgs =
-            datasyms::locate(&target.binary, DataSymbol::Allgs)?.address() + target.load_bias;
+            runtime.variable(target, DataSymbol::Allgs)?;
         let o = |f| runtime.offsets.get(f).map(|v| v as usize);
         let mut offsets = GOffsets {
             goid: o(Field::GGoid)?,

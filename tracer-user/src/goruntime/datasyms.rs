@@ -11,6 +11,7 @@
 use iced_x86::{Decoder, DecoderOptions, Instruction};
 use serde::Serialize;
 
+use super::{Field, Offsets};
 use crate::binary::GoBinary;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -35,6 +36,8 @@ pub enum DataSymbol {
     MProfCycle,
     /// `runtime.mheap`: the heap (its `allspans` lists every span).
     Mheap,
+    /// `runtime.schedt`: the scheduler (`goidgen` counts goroutine ids handed out).
+    Sched,
 }
 
 impl DataSymbol {
@@ -49,6 +52,7 @@ impl DataSymbol {
         DataSymbol::Finq,
         DataSymbol::MProfCycle,
         DataSymbol::Mheap,
+        DataSymbol::Sched,
     ];
 
     pub fn name(self) -> &'static str {
@@ -63,12 +67,14 @@ impl DataSymbol {
             DataSymbol::Finq => "runtime.finq",
             DataSymbol::MProfCycle => "runtime.mProfCycle",
             DataSymbol::Mheap => "runtime.mheap_",
+            DataSymbol::Sched => "runtime.sched",
         }
     }
 
-    /// The anchor function and which of its distinct RIP-relative operands is the variable.
-    fn anchor(self) -> (&'static str, usize) {
-        match self {
+    /// The anchor function, which of its distinct RIP-relative operands names the variable, and
+    /// the field of the variable that operand points at (`None`: the variable itself).
+    fn anchor(self) -> (&'static str, usize, Option<Field>) {
+        let (function, index) = match self {
             // lock(&allglock); for _, gp := range allgs {...}
             DataSymbol::Allgs => ("runtime.forEachG", 1),
             // n := atomic.Loaduintptr(&allglen) ...
@@ -86,7 +92,10 @@ impl DataSymbol {
             DataSymbol::MProfCycle => ("runtime.mProf_Flush", 0),
             // the systemstack closure: lock(&mheap_.lock)
             DataSymbol::Mheap => ("runtime.allocmcache.func1", 0),
-        }
+            // lock(&sched.gFree.lock): the lock is gFree's first field
+            DataSymbol::Sched => return ("runtime.markrootFreeGStacks", 0, Some(Field::SchedGFree)),
+        };
+        (function, index, None)
     }
 }
 
@@ -112,21 +121,31 @@ impl Located {
 }
 
 /// The link-time address of `sym`: from the symbol table if present, else from its anchor.
-pub fn locate(binary: &GoBinary, sym: DataSymbol) -> Option<Located> {
+/// `offsets` are needed for the variables whose anchor points inside them.
+pub fn locate(binary: &GoBinary, offsets: Option<&Offsets>, sym: DataSymbol) -> Option<Located> {
     if let Some(address) = binary.symbol(sym.name()) {
         return Some(Located::Symtab { address });
     }
-    locate_in_code(binary, sym)
+    locate_in_code(binary, offsets, sym)
 }
 
 /// The address decoded from the anchor function's code (ignoring the symbol table).
-pub fn locate_in_code(binary: &GoBinary, sym: DataSymbol) -> Option<Located> {
-    let (function, index) = sym.anchor();
+pub fn locate_in_code(
+    binary: &GoBinary,
+    offsets: Option<&Offsets>,
+    sym: DataSymbol,
+) -> Option<Located> {
+    let (function, index, field) = sym.anchor();
+    let field_offset = match field {
+        Some(f) => offsets?.get(f)?,
+        None => 0,
+    };
     let func = binary.pclntab().find(function)?;
     let code = binary.code(&func)?;
     let address = rip_relative_targets(code, func.entry)
         .into_iter()
-        .nth(index)?;
+        .nth(index)?
+        .checked_sub(field_offset)?;
     // A variable lives in a data section, never in the code.
     let in_data = binary.elf.sections.iter().any(|s| {
         matches!(

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::{
-    datasyms::{self, DataSymbol},
+    datasyms::DataSymbol,
     Field, Runtime,
 };
 use crate::{error::Result, target::Target};
@@ -42,7 +42,7 @@ pub struct GcReader {
 
 impl GcReader {
     pub fn new(target: &Target, runtime: &Runtime) -> Option<Self> {
-        let addr = |s| datasyms::locate(&target.binary, s).map(|l| l.address() + target.load_bias);
+        let addr = |s| runtime.variable(target, s);
         let o = |f| runtime.offsets.get(f);
         Some(GcReader {
             memstats: addr(DataSymbol::Memstats)?,

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use super::{
-    datasyms::{self, DataSymbol},
+    datasyms::DataSymbol,
     Runtime,
 };
 use crate::{
@@ -61,7 +61,7 @@ pub struct HeapReader {
 impl HeapReader {
     /// `None` when the runtime variables cannot be located in this binary.
     pub fn new(target: &Target, runtime: &Runtime) -> Option<Self> {
-        let addr = |s| datasyms::locate(&target.binary, s).map(|l| l.address() + target.load_bias);
+        let addr = |s| runtime.variable(target, s);
         Some(HeapReader {
             mbuckets: addr(DataSymbol::Mbuckets)?,
             mprof_cycle: addr(DataSymbol::MProfCycle),

@@ -7,6 +7,7 @@ pub mod gcstats;
 pub mod heapprof;
 pub mod offsets;
 mod offsets_table;
+pub mod sched;
 pub mod specials;
 
 /// Where `cargo xtask gen-offsets` writes the generated table.
@@ -19,6 +20,7 @@ pub use offsets::{Field, Offsets, OffsetsSource};
 use crate::{
     binary::{GoBinary, GoVersion},
     error::{Error, Result},
+    target::Target,
 };
 
 /// The oldest release gotrace reads: register ABI (1.17+), pclntab 1.18+ layout, and the oldest
@@ -62,6 +64,12 @@ impl Runtime {
                 ))
             })?;
         Ok(Runtime { version, offsets })
+    }
+
+    /// Where a runtime variable lives in this process (load bias applied).
+    pub fn variable(&self, target: &Target, sym: datasyms::DataSymbol) -> Option<u64> {
+        datasyms::locate(&target.binary, Some(&self.offsets), sym)
+            .map(|l| l.address() + target.load_bias)
     }
 
     /// The offsets the eBPF programs need.

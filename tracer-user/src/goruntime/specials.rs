@@ -6,7 +6,7 @@
 //! the target.
 
 use super::{
-    datasyms::{self, DataSymbol},
+    datasyms::DataSymbol,
     Field, Runtime,
 };
 use crate::{binary::GoVersion, error::Result, target::Target, util::read_u64};
@@ -56,8 +56,7 @@ impl SpecialsReader {
         let offset = o(Field::SpecialOffset)?;
         let kind = o(Field::SpecialKind)?;
         Some(SpecialsReader {
-            mheap: datasyms::locate(&target.binary, DataSymbol::Mheap)?.address()
-                + target.load_bias,
+            mheap: runtime.variable(target, DataSymbol::Mheap)?,
             allspans: o(Field::MheapAllspans)? as u64,
             span_start: o(Field::MspanStartAddr)?,
             span_specials: o(Field::MspanSpecials)?,

@@ -30,14 +30,17 @@ pub struct ProbeSelection(Vec<ProbeKind>);
 
 impl ProbeSelection {
     /// What `gotrace attach` places unless told otherwise: only points that fire rarely, so
-    /// the target keeps its speed (goroutine start/exit, SetFinalizer). The heap profile needs
-    /// no probe: gotrace reads Go's own sample buckets from memory.
+    /// the target keeps its speed (SetFinalizer). The heap profile, goroutine counts and states
+    /// need no probe: gotrace reads them from the runtime's memory.
     pub fn default_set() -> Self {
-        ProbeSelection(vec![
-            ProbeKind::GoroutineCreate,
-            ProbeKind::GoroutineExit,
-            ProbeKind::SetFinalizer,
-        ])
+        ProbeSelection(vec![ProbeKind::SetFinalizer])
+    }
+
+    /// Adds the per-goroutine start/exit probes (exact events with parent and creation site;
+    /// they cost every `go` statement a trap).
+    pub fn with_goroutine_events(self) -> Self {
+        self.with(ProbeKind::GoroutineCreate)
+            .with(ProbeKind::GoroutineExit)
     }
 
     /// No probe at all: the session only reads the runtime's memory (no BPF needed).
