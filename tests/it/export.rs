@@ -433,7 +433,11 @@ fn compare_with_go(tc: Toolchain, variant: Variant, rate: u64) -> Result<()> {
     let our_raw_text = pprof(tc, &["-symbolize=none", "-raw"], &ours_path)?;
     let (go_raw, our_raw) = (parse_raw(&go_raw_text)?, parse_raw(&our_raw_text)?);
     let types = SAMPLE_TYPES.map(|t| {
-        let unit = if t.ends_with("objects") { "count" } else { "bytes" };
+        let unit = if t.ends_with("objects") {
+            "count"
+        } else {
+            "bytes"
+        };
         // pprof marks the default sample type; Go's WriteHeapProfile names none (pprof then
         // defaults to the last one, the same inuse_space).
         let dflt = if t == "inuse_space" { "[dflt]" } else { "" };
@@ -557,7 +561,11 @@ fn compare_with_go(tc: Toolchain, variant: Variant, rate: u64) -> Result<()> {
         );
         checked += 1;
     }
-    ensure!(checked == by_addr.len(), "{ctx}: {checked} of {} addresses", by_addr.len());
+    ensure!(
+        checked == by_addr.len(),
+        "{ctx}: {checked} of {} addresses",
+        by_addr.len()
+    );
     // Without names gotrace can neither hide the allocator's frames, nor drop
     // runtime.goexit, nor fold the fake return addresses of inlined calls into their call:
     // those are the only extra addresses of each stack.

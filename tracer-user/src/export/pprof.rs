@@ -140,8 +140,12 @@ fn elf_note<'d>(mut data: &'d [u8], name: &[u8], kind: u32) -> Option<&'d [u8]> 
         let desc_end = desc_start.checked_add(descsz)?;
         let note_name = data.get(12..name_end)?;
         let desc = data.get(desc_start..desc_end)?;
-        // The name is NUL-terminated within namesz.
-        let note_name = note_name.strip_suffix(b"\0").unwrap_or(note_name);
+        // The name is NUL-terminated, and Go pads its "Go" to namesz 4 with NULs.
+        let end = note_name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(note_name.len());
+        let note_name = &note_name[..end];
         if note_name == name && ntype == kind {
             return Some(desc);
         }
@@ -570,7 +574,7 @@ mod tests {
         }
     }
 
-    fn string<'p>(p: &'p proto::Profile, i: i64) -> &'p str {
+    fn string(p: &proto::Profile, i: i64) -> &str {
         &p.string_table[i as usize]
     }
 
