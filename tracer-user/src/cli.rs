@@ -41,6 +41,34 @@ pub enum Command {
     /// every probe point and whether it can be placed. Needs no privileges for a file.
     #[command(after_help = INSPECT_EXAMPLES)]
     Inspect(InspectArgs),
+    /// Print every goroutine of a running Go process with its state, wait time, stack and
+    /// creation site, grouped by identical stacks — like SIGQUIT, but the process keeps running.
+    #[command(after_help = DUMP_EXAMPLES)]
+    Dump(DumpArgs),
+}
+
+const DUMP_EXAMPLES: &str = "\
+Examples:
+  sudo gotrace dump 4242                 groups, largest first
+  sudo gotrace dump 4242 --all           every goroutine, like Go's debug=2 dump
+  sudo gotrace dump 4242 --json | jq '.groups[0]'
+
+Reads memory only (process_vm_readv): the process is never stopped or signalled. A goroutine
+that is running at that instant has no stack to show.";
+
+#[derive(Args, Debug)]
+pub struct DumpArgs {
+    /// Process id of the Go program.
+    pub pid: u32,
+    /// Every goroutine on its own instead of groups.
+    #[arg(long)]
+    pub all: bool,
+    /// Include the runtime's own goroutines (GC workers, finalizer goroutine...).
+    #[arg(long)]
+    pub system: bool,
+    /// Print JSON (goroutines and groups).
+    #[arg(long)]
+    pub json: bool,
 }
 
 const INSPECT_EXAMPLES: &str = "\
@@ -132,6 +160,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Attach(args) => attach(args),
         Command::Inspect(args) => inspect(args),
+        Command::Dump(args) => {
+            let dump = gotrace::dump::take(args.pid, args.system)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&dump)?);
+            } else {
+                print!("{}", dump.render(args.all));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

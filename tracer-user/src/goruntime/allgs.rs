@@ -3,10 +3,7 @@
 
 use serde::Serialize;
 
-use super::{
-    datasyms::DataSymbol,
-    Field, Runtime,
-};
+use super::{datasyms::DataSymbol, Field, Runtime};
 use crate::{error::Result, target::Target, util::read_u64};
 
 /// `_Gidle`: just allocated, not yet initialised.
@@ -43,6 +40,8 @@ pub struct GSnapshot {
     /// Link-time PCs (load bias removed).
     pub startpc: u64,
     pub gopc: u64,
+    /// The goroutine that started it (Go 1.21+; `None` before).
+    pub parent_goid: Option<u64>,
     pub stack_lo: u64,
     pub stack_hi: u64,
     /// Where it was descheduled (`g.sched`): runtime addresses, for unwinding its stack.
@@ -79,14 +78,14 @@ struct GOffsets {
     sched_pc: usize,
     sched_sp: usize,
     sched_bp: usize,
+    parent_goid: Option<usize>,
     span: usize,
 }
 
 impl AllGs {
     /// `None` when `allgs` cannot be located or the offsets are incomplete.
     pub fn new(target: &Target, runtime: &Runtime) -> Option<Self> {
-        let allgs =
-            runtime.variable(target, DataSymbol::Allgs)?;
+        let allgs = runtime.variable(target, DataSymbol::Allgs)?;
         let o = |f| runtime.offsets.get(f).map(|v| v as usize);
         let mut offsets = GOffsets {
             goid: o(Field::GGoid)?,
@@ -101,6 +100,7 @@ impl AllGs {
             sched_pc: o(Field::GobufPc)?,
             sched_sp: o(Field::GobufSp)?,
             sched_bp: o(Field::GobufBp)?,
+            parent_goid: o(Field::GParentGoid),
             span: 0,
         };
         offsets.span = [
@@ -114,6 +114,7 @@ impl AllGs {
             offsets.sched + offsets.sched_pc + 8,
             offsets.sched + offsets.sched_sp + 8,
             offsets.sched + offsets.sched_bp + 8,
+            offsets.parent_goid.map_or(0, |p| p + 8),
         ]
         .into_iter()
         .max()
@@ -151,6 +152,7 @@ impl AllGs {
                     waitsince: w(o.waitsince) as i64,
                     startpc: w(o.startpc).wrapping_sub(self.load_bias),
                     gopc: w(o.gopc).wrapping_sub(self.load_bias),
+                    parent_goid: o.parent_goid.map(w),
                     stack_lo: w(o.stack),
                     stack_hi: w(o.stack + o.stack_hi),
                     sched_pc: w(o.sched + o.sched_pc),

@@ -38,6 +38,8 @@ pub enum DataSymbol {
     Mheap,
     /// `runtime.schedt`: the scheduler (`goidgen` counts goroutine ids handed out).
     Sched,
+    /// `[...]string`: what the runtime prints for each `waitReason`.
+    WaitReasonStrings,
 }
 
 impl DataSymbol {
@@ -53,6 +55,7 @@ impl DataSymbol {
         DataSymbol::MProfCycle,
         DataSymbol::Mheap,
         DataSymbol::Sched,
+        DataSymbol::WaitReasonStrings,
     ];
 
     pub fn name(self) -> &'static str {
@@ -68,6 +71,7 @@ impl DataSymbol {
             DataSymbol::MProfCycle => "runtime.mProfCycle",
             DataSymbol::Mheap => "runtime.mheap_",
             DataSymbol::Sched => "runtime.sched",
+            DataSymbol::WaitReasonStrings => "runtime.waitReasonStrings",
         }
     }
 
@@ -92,8 +96,12 @@ impl DataSymbol {
             DataSymbol::MProfCycle => ("runtime.mProf_Flush", 0),
             // the systemstack closure: lock(&mheap_.lock)
             DataSymbol::Mheap => ("runtime.allocmcache.func1", 0),
+            // "unknown wait reason", then waitReasonStrings[w]
+            DataSymbol::WaitReasonStrings => ("runtime.waitReason.String", 1),
             // lock(&sched.gFree.lock): the lock is gFree's first field
-            DataSymbol::Sched => return ("runtime.markrootFreeGStacks", 0, Some(Field::SchedGFree)),
+            DataSymbol::Sched => {
+                return ("runtime.markrootFreeGStacks", 0, Some(Field::SchedGFree))
+            }
         };
         (function, index, None)
     }

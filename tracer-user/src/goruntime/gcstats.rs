@@ -4,10 +4,7 @@
 
 use serde::Serialize;
 
-use super::{
-    datasyms::DataSymbol,
-    Field, Runtime,
-};
+use super::{datasyms::DataSymbol, Field, Runtime};
 use crate::{error::Result, target::Target};
 
 /// The GC state at one moment.

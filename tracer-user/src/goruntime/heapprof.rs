@@ -9,10 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::{
-    datasyms::DataSymbol,
-    Runtime,
-};
+use super::{datasyms::DataSymbol, Runtime};
 use crate::{
     binary::GoVersion,
     error::{Error, Result},

@@ -9,6 +9,7 @@ pub mod offsets;
 mod offsets_table;
 pub mod sched;
 pub mod specials;
+pub mod traceback;
 
 /// Where `cargo xtask gen-offsets` writes the generated table.
 pub const OFFSETS_TABLE_SOURCE: &str = "tracer-user/src/goruntime/offsets_table.rs";

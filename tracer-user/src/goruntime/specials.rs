@@ -5,10 +5,7 @@
 //! cycles each has survived — and the number of objects waiting on finalizers, at no cost to
 //! the target.
 
-use super::{
-    datasyms::DataSymbol,
-    Field, Runtime,
-};
+use super::{datasyms::DataSymbol, Field, Runtime};
 use crate::{binary::GoVersion, error::Result, target::Target, util::read_u64};
 
 /// Spans in a real heap stay well below this; guards against misreading `allspans`.

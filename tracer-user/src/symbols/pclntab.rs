@@ -327,6 +327,16 @@ impl Pclntab {
         })
     }
 
+    /// Bytes between the stack pointer at `pc` in function `i` and the function's return
+    /// address (the `pcsp` table Go's own unwinder uses): the caller's frame starts 8 bytes
+    /// above. 0 at the entry, the frame size after the prologue.
+    pub fn sp_delta(&self, i: usize, pc: u64) -> Option<u64> {
+        let rec = self.func_record(i)?;
+        let entry = self.text_start + u64::from(self.ftab(i)?.0);
+        let pcsp = self.u32_at(rec + 16)?;
+        u64::try_from(self.pcvalue(pcsp, entry, pc)?).ok()
+    }
+
     /// The `startLine` of function `i` (Go 1.20+ records it; older versions return `None`).
     pub fn start_line(&self, i: usize) -> Option<u32> {
         if !self.go120 {

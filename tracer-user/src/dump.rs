@@ -1,0 +1,313 @@
+//! `gotrace dump`: every goroutine of a live process, like the SIGQUIT traceback but without
+//! stopping or signalling it: goid, state, wait reason and how long, full stack, creation site;
+//! grouped by identical stacks, largest group first. Read with process_vm_readv only.
+
+use std::{collections::BTreeMap, fmt::Write};
+
+use serde::Serialize;
+
+use crate::{
+    error::Result,
+    goruntime::{
+        allgs::{is_system_goroutine, AllGs, GSnapshot},
+        traceback::{self, Tracebacks},
+        Offsets, Runtime,
+    },
+    symbols::Symbolizer,
+    target::Target,
+};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DumpFrame {
+    pub function: String,
+    pub file: String,
+    pub line: u32,
+    /// Return address minus function entry, as Go prints `+0x..` (absent for inlined calls).
+    pub offset: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CreatedBy {
+    /// The goroutine that ran the `go` statement (Go 1.21+ records it).
+    pub parent_goid: Option<u64>,
+    pub function: String,
+    pub file: String,
+    pub line: u32,
+    pub offset: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct GoroutineDump {
+    pub goid: u64,
+    /// What Go prints between the brackets: the wait reason when waiting, else the state.
+    pub state: String,
+    /// Seconds it has been blocked, when the runtime recorded when it started waiting.
+    pub waiting_s: Option<f64>,
+    /// The runtime's own goroutines (GC workers...), which Go's dump leaves out.
+    pub system: bool,
+    /// Frames as Go prints them: runtime internals hidden, innermost first.
+    pub frames: Vec<DumpFrame>,
+    pub created_by: Option<CreatedBy>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Group {
+    pub count: usize,
+    pub goids: Vec<u64>,
+    pub state: String,
+    pub frames: Vec<DumpFrame>,
+    pub created_by: Option<CreatedBy>,
+    /// The longest wait in the group.
+    pub max_waiting_s: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Dump {
+    pub pid: u32,
+    pub go_version: String,
+    pub goroutines: Vec<GoroutineDump>,
+    pub groups: Vec<Group>,
+}
+
+/// Dumps the goroutines of `pid` (user goroutines; `system` adds the runtime's own).
+pub fn take(pid: u32, system: bool) -> Result<Dump> {
+    let target = Target::open(pid)?;
+    let runtime = Runtime::of(&target.binary)?;
+    let allgs = AllGs::new(&target, &runtime).ok_or_else(|| {
+        crate::Error::Other(format!(
+            "{}: cannot find the runtime's goroutine list (runtime.allgs) in this binary",
+            target.exe
+        ))
+    })?;
+    let snapshot = allgs.snapshot(&target)?;
+    let tracebacks = Tracebacks::new(&target, &runtime);
+    let sym = Symbolizer::new(&target.binary);
+    build(&target, &snapshot, &tracebacks, &sym, system)
+}
+
+/// Builds the dump of a snapshot of `allgs`.
+pub fn build(
+    target: &Target,
+    snapshot: &[GSnapshot],
+    tracebacks: &Tracebacks,
+    sym: &Symbolizer,
+    system: bool,
+) -> Result<Dump> {
+    let pcln = target.binary.pclntab();
+    let live: Vec<&GSnapshot> = snapshot.iter().filter(|g| g.is_live()).collect();
+    let stacks = tracebacks.unwind(target, &live)?;
+    let now = monotonic_ns();
+    let wrapper_id = Offsets::func_id_wrapper(target.binary.version());
+    let mut goroutines = Vec::new();
+    for (g, stack) in live.iter().zip(stacks) {
+        let start = pcln
+            .func_for_pc(g.startpc)
+            .map(|f| f.name)
+            .unwrap_or_default();
+        let is_system = is_system_goroutine(&start);
+        if is_system && !system {
+            continue;
+        }
+        let state = match g.status {
+            traceback::G_WAITING | traceback::G_LEAKED if g.waitreason != 0 => {
+                let reason = tracebacks
+                    .wait_reason(target, g.waitreason)
+                    .unwrap_or_else(|| format!("wait reason {}", g.waitreason));
+                if g.status == traceback::G_LEAKED {
+                    format!("{reason} (leaked)")
+                } else {
+                    reason
+                }
+            }
+            s => traceback::status_name(s).to_string(),
+        };
+        let waiting_s = (matches!(g.status, traceback::G_WAITING | traceback::G_SYSCALL)
+            && g.waitsince > 0)
+            .then(|| (now - g.waitsince) as f64 / 1e9)
+            .filter(|s| *s >= 0.0);
+        let mut frames = Vec::new();
+        for pc in stack {
+            let func = pcln.func_index_for_pc(pc.saturating_sub(1));
+            let entry = func.and_then(|i| pcln.func(i)).map(|f| f.entry);
+            // Go's traceback hides compiler-generated wrappers (`go f(x)`'s closure, method
+            // wrappers): their funcID says so.
+            let wrapper = wrapper_id.is_some() && func.and_then(|i| pcln.func_id(i)) == wrapper_id;
+            let logical = sym.caller_frames(pc);
+            let n = logical.len();
+            for (k, f) in logical.into_iter().enumerate() {
+                // Only the outermost logical frame of a PC is a real call with an offset.
+                let outer = k + 1 == n;
+                if !show_frame(&f.function) || (outer && wrapper) {
+                    continue;
+                }
+                frames.push(DumpFrame {
+                    function: f.function,
+                    file: f.file,
+                    line: f.line,
+                    offset: outer.then(|| entry.map(|e| pc - e)).flatten(),
+                });
+            }
+        }
+        let created_by = (g.gopc != 0).then(|| {
+            let f = sym.caller_frame(g.gopc);
+            CreatedBy {
+                parent_goid: g.parent_goid,
+                function: f.function,
+                file: f.file,
+                line: f.line,
+                offset: pcln
+                    .func_for_pc(g.gopc.saturating_sub(1))
+                    .map_or(0, |func| g.gopc - func.entry),
+            }
+        });
+        goroutines.push(GoroutineDump {
+            goid: g.goid,
+            state,
+            waiting_s,
+            system: is_system,
+            frames,
+            created_by,
+        });
+    }
+    goroutines.sort_by_key(|g| g.goid);
+    let groups = group(&goroutines);
+    Ok(Dump {
+        pid: target.pid,
+        go_version: target.binary.buildinfo.version_string.clone(),
+        goroutines,
+        groups,
+    })
+}
+
+/// Goroutines with the same state, frames and creation site, largest group first.
+fn group(goroutines: &[GoroutineDump]) -> Vec<Group> {
+    let mut groups: BTreeMap<(String, Vec<(String, String, u32)>, Option<(String, u32)>), Group> =
+        BTreeMap::new();
+    for g in goroutines {
+        let key = (
+            g.state.clone(),
+            g.frames
+                .iter()
+                .map(|f| (f.function.clone(), f.file.clone(), f.line))
+                .collect(),
+            g.created_by.as_ref().map(|c| (c.file.clone(), c.line)),
+        );
+        let entry = groups.entry(key).or_insert_with(|| Group {
+            count: 0,
+            goids: Vec::new(),
+            state: g.state.clone(),
+            frames: g.frames.clone(),
+            created_by: g.created_by.clone(),
+            max_waiting_s: None,
+        });
+        entry.count += 1;
+        entry.goids.push(g.goid);
+        entry.max_waiting_s = match (entry.max_waiting_s, g.waiting_s) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    let mut out: Vec<Group> = groups.into_values().collect();
+    out.sort_by(|a, b| b.count.cmp(&a.count).then(a.goids[0].cmp(&b.goids[0])));
+    out
+}
+
+/// Go's `showframe` for tracebacks: runtime internals are hidden, the runtime's exported
+/// functions (`runtime.Goexit`...) are shown.
+pub fn show_frame(function: &str) -> bool {
+    match function.strip_prefix("runtime.") {
+        Some(rest) => rest.starts_with(|c: char| c.is_ascii_uppercase()),
+        None => function.contains('.'),
+    }
+}
+
+fn monotonic_ns() -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own. Go's nanotime() is this clock,
+    // so g.waitsince values compare directly.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
+
+impl Dump {
+    /// Text in the style of Go's tracebacks; grouped unless `every` is set.
+    pub fn render(&self, every: bool) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "pid {} ({}): {} goroutines in {} groups\n",
+            self.pid,
+            self.go_version,
+            self.goroutines.len(),
+            self.groups.len()
+        );
+        let frames = |out: &mut String, frames: &[DumpFrame], created: &Option<CreatedBy>| {
+            if frames.is_empty() {
+                out.push_str("\t(stack unavailable: running on another thread)\n");
+            }
+            for f in frames {
+                let _ = writeln!(out, "{}(...)", f.function);
+                match f.offset {
+                    Some(o) => {
+                        let _ = writeln!(out, "\t{}:{} +{o:#x}", f.file, f.line);
+                    }
+                    None => {
+                        let _ = writeln!(out, "\t{}:{}", f.file, f.line);
+                    }
+                }
+            }
+            if let Some(c) = created {
+                let parent = c
+                    .parent_goid
+                    .map(|p| format!(" in goroutine {p}"))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "created by {}{parent}\n\t{}:{} +{:#x}",
+                    c.function, c.file, c.line, c.offset
+                );
+            }
+            out.push('\n');
+        };
+        if every {
+            for g in &self.goroutines {
+                let _ = writeln!(
+                    out,
+                    "goroutine {} [{}{}]:",
+                    g.goid,
+                    g.state,
+                    wait_text(g.waiting_s)
+                );
+                frames(&mut out, &g.frames, &g.created_by);
+            }
+        } else {
+            for grp in &self.groups {
+                let ids: Vec<String> = grp.goids.iter().take(8).map(u64::to_string).collect();
+                let _ = writeln!(
+                    out,
+                    "{} goroutine{} [{}{}]: {}{}",
+                    grp.count,
+                    if grp.count == 1 { "" } else { "s" },
+                    grp.state,
+                    wait_text(grp.max_waiting_s),
+                    ids.join(", "),
+                    if grp.count > 8 { ", ..." } else { "" }
+                );
+                frames(&mut out, &grp.frames, &grp.created_by);
+            }
+        }
+        out
+    }
+}
+
+/// ", 3 minutes" like Go (from one minute on), seconds below that.
+fn wait_text(s: Option<f64>) -> String {
+    match s {
+        Some(s) if s >= 60.0 => format!(", {} minutes", (s / 60.0) as u64),
+        Some(s) if s >= 1.0 => format!(", {s:.0}s"),
+        _ => String::new(),
+    }
+}
