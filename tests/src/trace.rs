@@ -24,7 +24,7 @@ pub fn start(pid: u32, options: AttachOptions) -> Result<Tracing> {
             async {
                 let _ = stopped.await;
             },
-            |_| {},
+            |_, _| {},
         ))?;
         Ok((session, reason))
     });

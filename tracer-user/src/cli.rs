@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use gotrace::{
-    export::Report,
+    export::{outputs, Report},
     probes::ProbeSelection,
     session::{AttachOptions, Session, StopReason},
     ui,
@@ -45,6 +45,43 @@ pub enum Command {
     /// creation site, grouped by identical stacks — like SIGQUIT, but the process keeps running.
     #[command(after_help = DUMP_EXAMPLES)]
     Dump(DumpArgs),
+    /// Record a heap profile of a running Go process into a pprof file (no eBPF needed).
+    #[command(after_help = RECORD_EXAMPLES)]
+    Record(RecordArgs),
+}
+
+const RECORD_EXAMPLES: &str = "\
+Examples:
+  sudo gotrace record 4242 --duration 30s -o heap.pb.gz
+  go tool pprof -top heap.pb.gz
+  go tool pprof -http=: -sample_index=alloc_space heap.pb.gz
+
+Turns Go's heap sampler on if the program has it off (MemProfileRate = 512 KiB, restored at the
+end), waits, and writes what the runtime sampled as of the last GC cycle, in the same format
+as Go's own heap profile.";
+
+#[derive(Args, Debug)]
+pub struct RecordArgs {
+    /// Process id of the Go program.
+    pub pid: u32,
+    /// How long to record.
+    #[arg(short, long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// The pprof file to write (gzipped profile.proto).
+    #[arg(short, long, default_value = "heap.pb.gz")]
+    pub output: PathBuf,
+    /// Heap sampling rate to set, in bytes (default: Go's 512 KiB if the sampler is off).
+    #[arg(long, value_parser = parse_size)]
+    pub sample_rate: Option<u64>,
+    /// Never write into the target (no profile unless the program already samples).
+    #[arg(long, conflicts_with = "sample_rate")]
+    pub read_only: bool,
+    /// Also keep a live flamegraph of the heap in use in this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub flamegraph: Option<PathBuf>,
+    /// Do not print the live summary.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 const DUMP_EXAMPLES: &str = "\
@@ -151,6 +188,11 @@ pub struct AttachArgs {
     #[arg(long, conflicts_with = "sample_rate")]
     pub read_only: bool,
 
+    /// Keep an SVG flamegraph of the heap in use up to date in this file while attached
+    /// (rewritten atomically every few seconds: open it in a browser and reload).
+    #[arg(long, value_name = "FILE.svg")]
+    pub flamegraph: Option<PathBuf>,
+
     /// Seconds between live summary lines.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub interval: Duration,
@@ -160,6 +202,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Attach(args) => attach(args),
         Command::Inspect(args) => inspect(args),
+        Command::Record(args) => record(args),
         Command::Dump(args) => {
             let dump = gotrace::dump::take(args.pid, args.system)?;
             if args.json {
@@ -234,21 +277,20 @@ fn attach(args: AttachArgs) -> Result<ExitCode> {
         _ => {}
     }
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let quiet = args.quiet;
-    let reason = runtime.block_on(session.run(stop_signal(), |s| {
-        if !quiet {
-            eprintln!("{}", ui::summary::format(s));
-        }
-    }))?;
-
-    let report = Report::build(&session, reason);
-    let out = args.out.unwrap_or_else(|| default_out_dir(args.pid));
+    let reason = run_live(&mut session, args.quiet, args.flamegraph.as_deref())?;
+    let mut report = Report::build(&session, reason);
+    let out = args.out.unwrap_or_else(|| outputs::default_dir(args.pid));
+    std::fs::create_dir_all(&out).map_err(|source| gotrace::Error::Output {
+        path: out.clone(),
+        source,
+    })?;
+    let written = outputs::write_heap(&session, &out)?;
+    if !written.is_empty() {
+        report.heap.profile = Some(gotrace::export::pprof::HEAP_FILE.to_string());
+    }
     report.write(&out)?;
     eprintln!(
-        "gotrace: {} after {:.1}s; probes removed. {} goroutines created, {} exited, {} finalizers set, {} alloc samples, {} events lost",
+        "gotrace: {} after {:.1}s; probes removed, sampler restored. {} goroutines started, {} exited, {} finalizers set, {} events lost",
         match reason {
             StopReason::Stopped => "stopped",
             StopReason::Duration => "done",
@@ -258,9 +300,9 @@ fn attach(args: AttachArgs) -> Result<ExitCode> {
         report.counters.goroutines_created,
         report.counters.goroutines_exited,
         report.counters.finalizers_set,
-        report.counters.alloc_samples,
         report.counters.events_lost,
     );
+    print_heap_top(&report, 5);
     for site in report.goroutines.created_by_site.iter().take(5) {
         eprintln!(
             "  {:>8} goroutines ({} still running) created at {} running {}",
@@ -270,13 +312,102 @@ fn attach(args: AttachArgs) -> Result<ExitCode> {
             site.function
         );
     }
-    eprintln!(
-        "gotrace: report written to {}",
-        out.join("report.json").display()
-    );
+    let mut files = vec!["report.json"];
+    files.extend(written);
+    eprintln!("gotrace: wrote {} in {}", files.join(", "), out.display());
     if args.json {
         println!("{}", report.to_json());
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs a session until Ctrl-C/SIGTERM/duration/exit, printing the live summary and keeping
+/// the live flamegraph (if asked) up to date.
+fn run_live(
+    session: &mut Session,
+    quiet: bool,
+    flamegraph: Option<&std::path::Path>,
+) -> Result<StopReason> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut last_svg: Option<std::time::Instant> = None;
+    let reason = runtime.block_on(session.run(stop_signal(), |session, s| {
+        if !quiet {
+            eprintln!("{}", ui::summary::format(s));
+        }
+        if let Some(path) = flamegraph {
+            if last_svg.is_none_or(|t| t.elapsed() >= LIVE_FLAMEGRAPH_EVERY) {
+                last_svg = Some(std::time::Instant::now());
+                if let Err(e) = outputs::write_live_flamegraph(session, path) {
+                    log::warn!("live flamegraph: {e}");
+                }
+            }
+        }
+    }))?;
+    if let Some(path) = flamegraph {
+        outputs::write_live_flamegraph(session, path)?;
+    }
+    Ok(reason)
+}
+
+/// How often `--flamegraph` rewrites its SVG.
+const LIVE_FLAMEGRAPH_EVERY: std::time::Duration = std::time::Duration::from_secs(3);
+
+fn print_heap_top(report: &Report, n: usize) {
+    let h = &report.heap;
+    if h.top.is_empty() {
+        return;
+    }
+    eprintln!(
+        "  heap in use {} ({} objects), {} allocated, as of the last GC; top sites:",
+        ui::summary::human_bytes(h.inuse_bytes),
+        h.inuse_objects,
+        ui::summary::human_bytes(h.alloc_bytes)
+    );
+    for s in h.top.iter().take(n) {
+        let age = s
+            .age
+            .as_ref()
+            .map(|a| format!(", oldest {} GC cycles", a.oldest))
+            .unwrap_or_default();
+        eprintln!(
+            "  {:>10} in use {:>10} allocated  {}{age}",
+            ui::summary::human_bytes(s.inuse_bytes),
+            ui::summary::human_bytes(s.alloc_bytes),
+            s.site
+        );
+    }
+}
+
+fn record(args: RecordArgs) -> Result<ExitCode> {
+    let options = AttachOptions {
+        probes: ProbeSelection::none(),
+        duration: Some(args.duration),
+        tick: std::time::Duration::from_secs(1),
+        sample_rate: args.sample_rate,
+        read_only: args.read_only,
+    };
+    let mut session = Session::attach(args.pid, options)?;
+    eprintln!(
+        "gotrace: recording the heap of {} ({}) for {}; Ctrl-C to stop early",
+        args.pid,
+        session.target.binary.buildinfo.version_string,
+        humantime::format_duration(args.duration)
+    );
+    if let Some(why) = &session.heap_unavailable {
+        return Err(anyhow::anyhow!("no heap profile: {why}"));
+    }
+    run_live(&mut session, args.quiet, args.flamegraph.as_deref())?;
+    let profile = outputs::heap_pprof(&session)?
+        .ok_or_else(|| anyhow::anyhow!("the process exited before a heap profile could be read"))?;
+    gotrace::export::pprof::write(&profile, &args.output)?;
+    print_heap_top(&Report::build(&session, StopReason::Duration), 10);
+    eprintln!(
+        "gotrace: wrote {} (view it with `go tool pprof -http=: {}`)",
+        args.output.display(),
+        args.output.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -316,13 +447,4 @@ fn parse_size(s: &str) -> Result<u64, String> {
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("{s:?} is too large"))
-}
-
-fn default_out_dir(pid: u32) -> PathBuf {
-    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-        .to_string()
-        .replace(['-', ':'], "")
-        .trim_end_matches('Z')
-        .to_string();
-    PathBuf::from(format!("gotrace-{pid}-{stamp}"))
 }

@@ -309,11 +309,11 @@ impl Session {
     }
 
     /// Processes events until `stop` resolves, the duration elapses or the target exits.
-    /// `on_tick` receives a summary every `options.tick`.
+    /// `on_tick` receives the session and a summary every `options.tick`.
     pub async fn run(
         &mut self,
         stop: impl Future<Output = ()>,
-        mut on_tick: impl FnMut(&Summary),
+        mut on_tick: impl FnMut(&Session, &Summary),
     ) -> Result<StopReason> {
         let exit_fd = readable(self.target.exit_fd()?)
             .map_err(|e| Error::Other(format!("watching process {}: {e}", self.target.pid)))?;
@@ -355,14 +355,15 @@ impl Session {
                     last_created = created;
                     last_hits = hits;
                     last_tick = Instant::now();
-                    on_tick(&Summary {
+                    let summary = Summary {
                         elapsed: self.started.elapsed(),
                         rates,
                         live_goroutines: self.live_goroutines(),
                         stack_in_use: self.census.map(|c| c.stack_bytes),
                         gc: self.gc.latest,
                         events_lost: self.events_lost(),
-                    });
+                    };
+                    on_tick(self, &summary);
                 }
                 _ = exit_fd.readable() => break StopReason::TargetExited,
                 _ = &mut stop => break StopReason::Stopped,

@@ -2,6 +2,7 @@
 
 pub mod flamegraph;
 pub mod pprof;
+pub mod outputs;
 pub mod report;
 
 pub use report::Report;

@@ -294,10 +294,18 @@ fn heap_report(session: &Session, sym: &Symbolizer) -> HeapReport {
                 heap::scale(r.inuse_objects(), r.object_size, profile.sample_rate);
             let (alloc_objects, alloc_bytes) =
                 heap::scale(r.allocs, r.object_size, profile.sample_rate);
-            let stack: Vec<Frame> = r.stack.iter().map(|pc| sym.caller_frame(*pc)).collect();
+            let stack: Vec<Frame> = r
+                .stack
+                .iter()
+                .flat_map(|pc| sym.caller_frames(*pc))
+                .collect();
+            // As Go's heap profile does: the allocator's own frames are not the site.
             let site = stack
                 .iter()
-                .find(|f| !f.function.starts_with("runtime."))
+                .find(|f| {
+                    !f.function.starts_with("runtime.")
+                        && !f.function.starts_with("internal/runtime/")
+                })
                 .or(stack.first())
                 .cloned()
                 .unwrap_or_else(|| Frame::unknown(0));
