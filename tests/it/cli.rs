@@ -262,3 +262,84 @@ fn inspect_a_process_and_bad_files() -> Result<()> {
     let _ = std::fs::remove_file(truncated);
     Ok(())
 }
+
+/// The heap evidence users open in their tools: heap.pb.gz readable by `go tool pprof`,
+/// flamegraphs, the live flamegraph, and `gotrace record`.
+#[test]
+fn heap_files_and_record() -> Result<()> {
+    let lock = bpf::exclusive();
+    let tc = Toolchain::find(go::NEWEST)?;
+    let exe = fixtures::build("heapsites", tc, Variant::Stripped)?;
+    let mut target = GoProcess::start(&exe, &[])?;
+    let out = tempdir("heapfiles");
+    let live = out.with_extension("live.svg");
+    let mut gotrace = Command::new(gotrace_bin())
+        .args([
+            "attach",
+            &target.pid().to_string(),
+            "--interval",
+            "200ms",
+            "--flamegraph",
+        ])
+        .arg(&live)
+        .arg("--out")
+        .arg(&out)
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stderr = BufReader::new(gotrace.stderr.take().unwrap()).lines();
+    let first = stderr.next().context("gotrace printed nothing")??;
+    assert!(first.starts_with("gotrace: attached to"), "{first}");
+    let sampler = stderr.next().context("sampler line")??;
+    assert!(sampler.contains("MemProfileRate 0 -> 524288"), "{sampler}");
+    target.send("go")?;
+    target.expect_line("done", Duration::from_secs(60))?;
+    std::thread::sleep(Duration::from_secs(1));
+    unsafe { libc::kill(gotrace.id() as i32, libc::SIGINT) };
+    let rest: Vec<String> = stderr.map_while(|l| l.ok()).collect();
+    assert!(gotrace.wait()?.success(), "{rest:?}");
+    let pprof_top = |file: &std::path::Path| -> Result<String> {
+        let o = tc
+            .command()
+            .args(["tool", "pprof", "-top"])
+            .arg(file)
+            .output()?;
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        Ok(String::from_utf8(o.stdout)?)
+    };
+    let top = pprof_top(&out.join("heap.pb.gz"))?;
+    assert!(top.contains("heapwork.retainBig"), "{top}");
+    for svg in ["heap-inuse.svg", "heap-alloc.svg"] {
+        let text = std::fs::read_to_string(out.join(svg))?;
+        assert!(
+            text.starts_with("<?xml") && text.contains("retainBig"),
+            "{svg}"
+        );
+    }
+    assert!(std::fs::read_to_string(out.join("heap-inuse.folded"))?.contains("heapwork.retainBig"));
+    assert!(
+        std::fs::read_to_string(&live)?.contains("retainBig"),
+        "the live flamegraph"
+    );
+    let report = read_report(&out)?;
+    assert_eq!(report["heap"]["profile"], "heap.pb.gz");
+    assert_eq!(report["heap"]["sampler"]["set_by_gotrace"], true);
+
+    // record: no eBPF at all, the same profile format.
+    let recorded = out.join("recorded.pb.gz");
+    let o = Command::new(gotrace_bin())
+        .args([
+            "record",
+            &target.pid().to_string(),
+            "--duration",
+            "1s",
+            "--quiet",
+            "-o",
+        ])
+        .arg(&recorded)
+        .output()?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(pprof_top(&recorded)?.contains("heapwork.retainBig"));
+    target.send("exit")?;
+    target.wait(Duration::from_secs(30))?;
+    lock.assert_nothing_loaded()
+}
