@@ -168,13 +168,19 @@ fn top_rows(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Frames of a location as `-raw` prints them, leaf first: (function, file:line:column).
+type Frames = Vec<(String, String)>;
+
+/// A sample with its locations resolved: values, then (address, frames) leaf first.
+type ResolvedSample = (Vec<i64>, Vec<(u64, Frames)>);
+
 /// `go tool pprof -raw`, parsed: the sample type names, the samples (values, location ids)
 /// and, per location id, its address and frames (function, file:line), leaf first.
 struct Raw {
     header: Vec<String>,
     sample_types: Vec<String>,
     samples: Vec<(Vec<i64>, Vec<u64>)>,
-    locations: BTreeMap<u64, (u64, Vec<(String, String)>)>,
+    locations: BTreeMap<u64, (u64, Frames)>,
 }
 
 fn parse_raw(text: &str) -> Result<Raw> {
@@ -465,7 +471,7 @@ fn compare_with_go(tc: Toolchain, variant: Variant, rate: u64) -> Result<()> {
         "{ctx}"
     );
     assert_eq!(period(&our_raw), period(&go_raw), "{ctx}");
-    let resolved = |r: &Raw| -> Vec<(Vec<i64>, Vec<(u64, Vec<(String, String)>)>)> {
+    let resolved = |r: &Raw| -> Vec<ResolvedSample> {
         r.samples
             .iter()
             .filter(|(v, _)| v.iter().any(|&x| x != 0))
@@ -525,9 +531,13 @@ fn compare_with_go(tc: Toolchain, variant: Variant, rate: u64) -> Result<()> {
                 .map(|e| e.0.as_str()),
         );
         check_svg(&svg, value.title(), &functions).with_context(|| ctx.clone())?;
-        flamegraph::replace_file(&snap.dir.join(format!("{value:?}.svg")), |w| {
-            w.write_all(&svg)
-        })?;
+        let svg_path = snap.dir.join(format!("{value:?}.svg"));
+        flamegraph::write_heap_svg(&svg_path, &ours, value, Some("heapdump"))?;
+        assert_eq!(
+            std::fs::read(&svg_path)?,
+            svg,
+            "{ctx}: the same SVG, written"
+        );
     }
 
     // Without symbols, pprof symbolizes the runtime addresses itself against the binary the
@@ -545,7 +555,7 @@ fn compare_with_go(tc: Toolchain, variant: Variant, rate: u64) -> Result<()> {
     let bare_path = snap.dir.join("bare.pb.gz");
     pprof::write(&bare, &bare_path)?;
     let bare_raw = parse_raw(&pprof(tc, &["-symbolize=local", "-raw"], &bare_path)?)?;
-    let by_addr: BTreeMap<u64, &Vec<(String, String)>> =
+    let by_addr: BTreeMap<u64, &Frames> =
         our_raw.locations.values().map(|(a, f)| (*a, f)).collect();
     let mut checked = 0;
     for (addr, frames) in bare_raw.locations.values() {

@@ -205,6 +205,18 @@ pub fn heap_svg(
     Ok(out)
 }
 
+/// Writes (or rewrites, for a live view) the SVG flamegraph of one value of a heap profile,
+/// replacing the file atomically.
+pub fn write_heap_svg(
+    path: &Path,
+    profile: &proto::Profile,
+    value: HeapValue,
+    subtitle: Option<&str>,
+) -> Result<()> {
+    let svg = heap_svg(profile, value, subtitle)?;
+    replace_file(path, |w| w.write_all(&svg))
+}
+
 /// Replaces `path` with what `write` produces, atomically: readers (a browser reloading a
 /// live flamegraph every few seconds) see the old file or the new one, never a partial one.
 /// The bytes go to a temporary file in the same directory, which is then renamed over `path`

@@ -6,8 +6,10 @@
 //! code address to its frames), while the profile itself carries *runtime* addresses and a
 //! mapping of the main executable, so that `go tool pprof` can also symbolize it against the
 //! binary. [`heap_profile`] turns gotrace's heap model into the profile `runtime/pprof` writes
-//! for `WriteHeapProfile`; other profiles of Go stacks (goroutines...) are adapters of the same
-//! shape over [`ProfileBuilder::add_go_stack`].
+//! for `WriteHeapProfile`; other profiles of Go stacks are adapters of the same shape over
+//! [`ProfileBuilder::add_go_stack`]. (Go's goroutine profile, for one, has the single sample
+//! type `goroutine/count`, the same period type with period 1, no hidden frames, and samples
+//! sorted by count, most first.)
 
 use std::{
     collections::HashMap,
