@@ -55,23 +55,57 @@ impl GoBinary {
             }
             e => e,
         })?;
-        let section = elf
-            .section(".go.buildinfo")
-            .and_then(|s| elf.section_data(&data, s));
+        // Loadable segments come from the program headers at the start of the file: a file
+        // shorter than they say was cut (section headers, at the end, may be gone already).
+        if let Some(end) = elf
+            .segments
+            .iter()
+            .map(|s| s.file_offset + s.file_size)
+            .max()
+        {
+            if end > data.len() as u64 {
+                return Err(Error::BadBinary {
+                    path: display.to_string(),
+                    reason: format!(
+                        "truncated: {} bytes, but its program headers map {end} (corrupt or partly copied file?)",
+                        data.len()
+                    ),
+                });
+            }
+        }
+        let header = elf.section(".go.buildinfo");
+        let section = header.and_then(|s| elf.section_data(&data, s));
+        let corrupt = |reason: String| Error::BadBinary {
+            path: display.to_string(),
+            reason,
+        };
+        if header.is_some() && section.is_none() {
+            return Err(corrupt(
+                "truncated: its .go.buildinfo section lies past the end of the file".into(),
+            ));
+        }
         let buildinfo = BuildInfo::find(&data, section).map_err(|e| match e {
+            // The section is there but its magic is not: damage, not a non-Go program.
+            buildinfo::BuildInfoError::Missing if section.is_some() => corrupt(format!(
+                "{e} in its .go.buildinfo section (corrupt binary?)"
+            )),
             buildinfo::BuildInfoError::Missing => Error::NotGo {
                 path: display.to_string(),
                 reason: "it has no Go build information".into(),
             },
+            // Pre-1.18 build info comes with a pre-1.18 pclntab; a 1.18+ pclntab means the
+            // build info's flags byte is damaged.
+            buildinfo::BuildInfoError::PointerFormat if Self::has_modern_pclntab(&data, &elf) => {
+                corrupt(format!(
+                    "{e}, but its pclntab is Go 1.18+ (corrupt binary?)"
+                ))
+            }
             buildinfo::BuildInfoError::PointerFormat => Error::UnsupportedGoVersion {
                 path: display.to_string(),
                 version: "Go older than 1.18".into(),
                 reason: "gotrace supports Go 1.19 and 1.21 to 1.27".into(),
             },
-            e => Error::BadBinary {
-                path: display.to_string(),
-                reason: e.to_string(),
-            },
+            e => corrupt(e.to_string()),
         })?;
         let (pclntab, moduledata) =
             Self::load_pclntab(&data, &elf, buildinfo.version).map_err(|e| Error::BadBinary {
@@ -86,6 +120,14 @@ impl GoBinary {
             pclntab,
             moduledata,
         })
+    }
+
+    fn has_modern_pclntab(data: &[u8], elf: &ElfInfo) -> bool {
+        [".gopclntab", ".data.rel.ro.gopclntab"]
+            .iter()
+            .find_map(|n| elf.section(n))
+            .and_then(|s| elf.section_data(data, s))
+            .is_some_and(|b| PcHeader::parse(b).is_ok())
     }
 
     fn load_pclntab(

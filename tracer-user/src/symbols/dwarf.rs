@@ -3,7 +3,7 @@
 //! (SHF_COMPRESSED zlib since Go 1.11's `-compressdwarf`); they are decompressed once, when
 //! the first DWARF answer is asked for, and units are parsed lazily by `addr2line`.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use addr2line::gimli::{self, EndianArcSlice, LittleEndian};
 
@@ -37,8 +37,12 @@ impl DwarfSymbolizer {
     /// Decompresses and indexes the DWARF of the ELF file `data`.
     pub fn load(data: &[u8]) -> Result<Self, DwarfError> {
         let file = object::File::parse(data).map_err(|e| DwarfError::Corrupt(e.to_string()))?;
-        let sections = load_dwarf_sections(&file).ok_or(DwarfError::Missing)?;
-        let sections: std::collections::HashMap<String, Arc<[u8]>> = sections
+        Self::from_sections(load_dwarf_sections(&file).ok_or(DwarfError::Missing)?)
+    }
+
+    /// Indexes decompressed DWARF sections, keyed by their `.debug_*` names.
+    pub fn from_sections(sections: HashMap<String, Vec<u8>>) -> Result<Self, DwarfError> {
+        let sections: HashMap<String, Arc<[u8]>> = sections
             .into_iter()
             .map(|(k, v)| (k, Arc::from(v)))
             .collect();
