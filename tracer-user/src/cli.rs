@@ -249,6 +249,7 @@ fn attach(args: AttachArgs) -> Result<ExitCode> {
         tick: args.interval,
         sample_rate: args.sample_rate,
         read_only: args.read_only,
+        ..AttachOptions::default()
     };
     let mut session = Session::attach(args.pid, options)?;
     let info = session.target.info();
@@ -332,9 +333,15 @@ fn run_live(
         .enable_all()
         .build()?;
     let mut last_svg: Option<std::time::Instant> = None;
+    let mut reported = std::collections::HashSet::new();
     let reason = runtime.block_on(session.run(stop_signal(), |session, s| {
         if !quiet {
             eprintln!("{}", ui::summary::format(s));
+        }
+        for f in &session.findings {
+            if reported.insert((f.pattern, f.site.clone())) {
+                eprintln!("{}", ui::summary::finding(f));
+            }
         }
         if let Some(path) = flamegraph {
             if last_svg.is_none_or(|t| t.elapsed() >= LIVE_FLAMEGRAPH_EVERY) {
@@ -387,6 +394,7 @@ fn record(args: RecordArgs) -> Result<ExitCode> {
         tick: std::time::Duration::from_secs(1),
         sample_rate: args.sample_rate,
         read_only: args.read_only,
+        ..AttachOptions::default()
     };
     let mut session = Session::attach(args.pid, options)?;
     eprintln!(

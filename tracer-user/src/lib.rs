@@ -5,6 +5,7 @@
 //! API against real traced processes.
 
 pub mod binary;
+pub mod detect;
 pub mod dump;
 pub mod error;
 pub mod events;

@@ -12,14 +12,16 @@ use tokio::io::unix::AsyncFd;
 use tracer_common::ProbeKind;
 
 use crate::{
+    detect::{goroutine_leak::GoroutineLeaks, Finding},
     error::{Error, Result},
     events::Event,
     goruntime::{
-        allgs::{AllGs, Census},
+        allgs::{census_of, AllGs, Census},
         gcstats::{GcReader, GcSnapshot},
         heapprof::{HeapReader, SamplerState},
         sched::GoidCounter,
         specials::SpecialsReader,
+        traceback::Tracebacks,
         Runtime,
     },
     model::{
@@ -44,6 +46,8 @@ pub struct AttachOptions {
     /// Never write into the target: the heap profile is then only available when the program
     /// already samples.
     pub read_only: bool,
+    /// Thresholds of the goroutine-leak detector.
+    pub goroutine_leaks: crate::detect::goroutine_leak::Config,
 }
 
 impl Default for AttachOptions {
@@ -54,6 +58,7 @@ impl Default for AttachOptions {
             tick: Duration::from_secs(1),
             sample_rate: None,
             read_only: false,
+            goroutine_leaks: Default::default(),
         }
     }
 }
@@ -119,6 +124,10 @@ pub struct Session {
     /// Goroutine ids handed out by the runtime: at attach, and at the latest look.
     goids_at_attach: Option<u64>,
     goids: Option<u64>,
+    tracebacks: Tracebacks,
+    leaks: GoroutineLeaks,
+    /// The detectors' current verdicts.
+    pub findings: Vec<Finding>,
 }
 
 impl Session {
@@ -170,6 +179,8 @@ impl Session {
         };
         let live_at_start = readers.allgs.as_ref().and_then(|a| a.census(&target).ok());
         let goids_at_attach = readers.goids.as_ref().and_then(|g| g.created(&target).ok());
+        let tracebacks = Tracebacks::new(&target, &runtime);
+        let leaks = GoroutineLeaks::new(options.goroutine_leaks.clone());
         let mut session = Session {
             target,
             runtime,
@@ -192,6 +203,9 @@ impl Session {
             finalizers_pending: None,
             goids_at_attach,
             goids: goids_at_attach,
+            tracebacks,
+            leaks,
+            findings: Vec::new(),
         };
         session.observe();
         Ok(session)
@@ -255,9 +269,13 @@ impl Session {
         if !self.target.is_alive() {
             return;
         }
+        let t = self.started.elapsed().as_secs_f64();
         if let Some(a) = &self.readers.allgs {
-            if let Ok(c) = a.census(&self.target) {
-                self.census = Some(c);
+            if let Ok(snapshot) = a.snapshot(&self.target) {
+                self.census = Some(census_of(&snapshot, &self.target));
+                self.leaks.update(t, &snapshot, &self.target);
+                let sym = crate::symbols::Symbolizer::new(&self.target.binary);
+                self.findings = self.leaks.findings(t, &self.target, &self.tracebacks, &sym);
             }
         }
         if let Some(g) = &self.readers.goids {

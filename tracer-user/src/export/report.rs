@@ -7,6 +7,7 @@ use serde::Serialize;
 use tracer_common::ProbeKind;
 
 use crate::{
+    detect::Finding,
     error::{Error, Result},
     goruntime::{gcstats::GcSnapshot, heapprof::SamplerState, OffsetsSource},
     model::{
@@ -31,6 +32,8 @@ pub struct Report {
     pub finalizers: Vec<SiteCount>,
     pub heap: HeapReport,
     pub gc: GcReport,
+    /// The detectors' verdicts (see `detect`): `{pattern, site, stack, evidence, hint}`.
+    pub findings: Vec<Finding>,
 }
 
 /// Go's heap profile as of the last GC cycle before the end, scaled like `go tool pprof`.
@@ -227,6 +230,7 @@ impl Report {
                 mallocs: hits(ProbeKind::Malloc),
                 events_lost: session.events_lost(),
             },
+            findings: session.findings.clone(),
             heap: heap_report(session, &sym),
             gc: {
                 let (cycles, forced) = session.gc.cycles_since_attach();

@@ -164,21 +164,26 @@ impl AllGs {
     }
 
     pub fn census(&self, target: &Target) -> Result<Census> {
-        let pcln = target.binary.pclntab();
-        let mut census = Census::default();
-        for g in self.snapshot(target)?.iter().filter(|g| g.is_live()) {
-            census.all += 1;
-            census.stack_bytes += g.stack_hi.saturating_sub(g.stack_lo);
-            let start = pcln
-                .func_for_pc(g.startpc)
-                .map(|f| f.name)
-                .unwrap_or_default();
-            if !is_system_goroutine(&start) {
-                census.user += 1;
-            }
-        }
-        Ok(census)
+        Ok(census_of(&self.snapshot(target)?, target))
     }
+}
+
+/// Counts the live goroutines of a snapshot.
+pub fn census_of(snapshot: &[GSnapshot], target: &Target) -> Census {
+    let pcln = target.binary.pclntab();
+    let mut census = Census::default();
+    for g in snapshot.iter().filter(|g| g.is_live()) {
+        census.all += 1;
+        census.stack_bytes += g.stack_hi.saturating_sub(g.stack_lo);
+        let start = pcln
+            .func_for_pc(g.startpc)
+            .map(|f| f.name)
+            .unwrap_or_default();
+        if !is_system_goroutine(&start) {
+            census.user += 1;
+        }
+    }
+    census
 }
 
 /// The runtime's `isSystemGoroutine`: goroutines started in package runtime, except the main

@@ -52,3 +52,27 @@ pub fn human_bytes(b: u64) -> String {
         format!("{v:.1} {}", UNITS[i])
     }
 }
+
+/// A new verdict, as printed live: pattern, site, the key numbers, the hint.
+pub fn finding(f: &crate::detect::Finding) -> String {
+    let evidence = f
+        .evidence
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
+    let blocked_at = f
+        .stack
+        .first()
+        .map(|fr| format!("\n    blocked at {fr}"))
+        .unwrap_or_default();
+    format!(
+        "FINDING {} at {}{blocked_at}\n    {evidence}\n    hint: {}",
+        f.pattern, f.site, f.hint
+    )
+}

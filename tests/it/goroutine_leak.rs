@@ -1,0 +1,91 @@
+//! The goroutine-leak verdict: a handler that leaves a worker blocked on every slow request is
+//! flagged at its `go` statement within 30 s; a healthy pool with as many goroutines is not.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use gotrace::{export::Report, probes::ProbeSelection, AttachOptions};
+use gotrace_tests::{bpf, fixtures, trace, GoProcess, Toolchain, Variant};
+
+/// Traces `goleak -mode <mode>` for `secs` and returns the report.
+fn traced(mode: &str, release: &str, variant: Variant, secs: u64) -> Result<Report> {
+    let exe = fixtures::build("goleak", Toolchain::find(release)?, variant)?;
+    let proc = GoProcess::start(&exe, &["-mode", mode])?;
+    let tracing = trace::start(
+        proc.pid(),
+        AttachOptions {
+            probes: ProbeSelection::none(),
+            ..AttachOptions::default()
+        },
+    )?;
+    std::thread::sleep(Duration::from_secs(secs));
+    let (session, reason) = tracing.finish()?;
+    Ok(Report::build(&session, reason))
+}
+
+fn leak_flagged(release: &str, variant: Variant) -> Result<()> {
+    let lock = bpf::exclusive();
+    let report = traced("leak", release, variant, 15)?;
+    let f = report
+        .findings
+        .iter()
+        .find(|f| f.pattern == "goroutine-leak")
+        .with_context(|| format!("no goroutine-leak finding: {:#?}", report.findings))?;
+    assert_eq!(f.site.function, "main.handle", "{f:#?}");
+    // The `go` statement inside handle(), wherever it sits in the source.
+    let src = std::fs::read_to_string(fixtures::fixtures_dir().join("goleak/main.go"))?;
+    let handle = src.find("func handle(").context("handle")?;
+    let go_line = src[..handle + src[handle..].find("go func()").context("go func")?]
+        .lines()
+        .count() as u32;
+    assert!(
+        f.site.file.ends_with("goleak/main.go") && f.site.line == go_line,
+        "{:?} vs line {go_line}",
+        f.site
+    );
+    let e = &f.evidence;
+    assert!(e["live"].as_u64().unwrap() >= 100, "{e}");
+    assert!(e["growth_per_s"].as_f64().unwrap() >= 10.0, "{e}");
+    assert_eq!(e["wait_reason"], "chan send", "{e}");
+    assert!(
+        f.stack
+            .first()
+            .is_some_and(|fr| fr.function.starts_with("main.handle.func")),
+        "blocked in the worker closure: {:?}",
+        f.stack
+    );
+    assert!(f.hint.contains("buffer"));
+    assert_eq!(report.findings.len(), 1, "{:#?}", report.findings);
+    lock.assert_nothing_loaded()
+}
+
+fn pool_not_flagged(release: &str, variant: Variant) -> Result<()> {
+    let lock = bpf::exclusive();
+    let report = traced("pool", release, variant, 15)?;
+    assert!(report.findings.is_empty(), "{:#?}", report.findings);
+    assert!(
+        report.goroutines.live_at_end.unwrap() >= 400,
+        "as many goroutines as the leak"
+    );
+    lock.assert_nothing_loaded()
+}
+
+#[test]
+fn leak_flagged_go_oldest_stripped() -> Result<()> {
+    leak_flagged("1.19", Variant::Stripped)
+}
+
+#[test]
+fn leak_flagged_go_newest() -> Result<()> {
+    leak_flagged("1.27", Variant::Default)
+}
+
+#[test]
+fn healthy_pool_not_flagged_go_newest_stripped() -> Result<()> {
+    pool_not_flagged("1.27", Variant::Stripped)
+}
+
+#[test]
+fn healthy_pool_not_flagged_go_oldest() -> Result<()> {
+    pool_not_flagged("1.19", Variant::Default)
+}
