@@ -308,6 +308,12 @@ fn heap_files_and_record() -> Result<()> {
     };
     let top = pprof_top(&out.join("heap.pb.gz"))?;
     assert!(top.contains("heapwork.retainBig"), "{top}");
+    // The goroutine profile: the fixture's main goroutine waits for a command on stdin.
+    let goroutines = pprof_top(&out.join("goroutine.pb.gz"))?;
+    assert!(
+        goroutines.contains("Type: goroutine") && goroutines.contains("main.main"),
+        "{goroutines}"
+    );
     for svg in ["heap-inuse.svg", "heap-alloc.svg"] {
         let text = std::fs::read_to_string(out.join(svg))?;
         assert!(

@@ -285,8 +285,9 @@ fn attach(args: AttachArgs) -> Result<ExitCode> {
         path: out.clone(),
         source,
     })?;
-    let written = outputs::write_heap(&session, &out)?;
-    if !written.is_empty() {
+    let mut written = outputs::write_heap(&session, &out)?;
+    written.extend(outputs::write_goroutines(&session, &out)?);
+    if written.contains(&gotrace::export::pprof::HEAP_FILE) {
         report.heap.profile = Some(gotrace::export::pprof::HEAP_FILE.to_string());
     }
     report.write(&out)?;

@@ -128,6 +128,9 @@ pub struct Session {
     leaks: GoroutineLeaks,
     /// The detectors' current verdicts.
     pub findings: Vec<Finding>,
+    /// Every user goroutine's stack (link-time return PCs) with how many goroutines share it,
+    /// taken at the end of `run` while the target still runs: the goroutine profile.
+    pub goroutine_stacks: Option<Vec<(Vec<u64>, u64)>>,
 }
 
 impl Session {
@@ -206,6 +209,7 @@ impl Session {
             tracebacks,
             leaks,
             findings: Vec::new(),
+            goroutine_stacks: None,
         };
         session.observe();
         Ok(session)
@@ -313,6 +317,40 @@ impl Session {
         }
     }
 
+    fn capture_goroutine_stacks(&mut self) {
+        let Some(a) = &self.readers.allgs else {
+            return;
+        };
+        if !self.target.is_alive() {
+            return;
+        }
+        let Ok(snapshot) = a.snapshot(&self.target) else {
+            return;
+        };
+        let pcln = self.target.binary.pclntab();
+        let user: Vec<_> = snapshot
+            .iter()
+            .filter(|g| g.is_live())
+            .filter(|g| {
+                let start = pcln
+                    .func_for_pc(g.startpc)
+                    .map(|f| f.name)
+                    .unwrap_or_default();
+                !crate::goruntime::allgs::is_system_goroutine(&start)
+            })
+            .collect();
+        let Ok(stacks) = self.tracebacks.unwind(&self.target, &user) else {
+            return;
+        };
+        let mut counts: std::collections::HashMap<Vec<u64>, u64> = Default::default();
+        for s in stacks {
+            *counts.entry(s).or_default() += 1;
+        }
+        let mut v: Vec<_> = counts.into_iter().collect();
+        v.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+        self.goroutine_stacks = Some(v);
+    }
+
     fn read_heap(&mut self) {
         let (Some(h), Some(s)) = (&self.readers.heap, &self.sampler) else {
             return;
@@ -391,6 +429,7 @@ impl Session {
         // The final look at the runtime, then give the sampler back as it was.
         self.observe();
         self.read_heap();
+        self.capture_goroutine_stacks();
         self.restore_sampler();
         // Removing uprobes takes the kernel ~0.1 s each (an RCU grace period), while the other
         // probes keep firing: keep reading meanwhile, then take what is left.

@@ -9,6 +9,7 @@ use super::{
 };
 use crate::{error::Result, session::Session, symbols::Symbolizer};
 
+pub const GOROUTINE_FILE: &str = "goroutine.pb.gz";
 pub const HEAP_INUSE_SVG: &str = "heap-inuse.svg";
 pub const HEAP_ALLOC_SVG: &str = "heap-alloc.svg";
 pub const HEAP_INUSE_FOLDED: &str = "heap-inuse.folded";
@@ -53,6 +54,32 @@ pub fn write_heap(session: &Session, dir: &Path) -> Result<Vec<&'static str>> {
         HEAP_INUSE_FOLDED,
         HEAP_ALLOC_FOLDED,
     ])
+}
+
+/// Go's goroutine profile (`goroutine/count` per stack) of the goroutines at the end of the
+/// session, into `dir`. Returns the file name if written.
+pub fn write_goroutines(session: &Session, dir: &Path) -> Result<Option<&'static str>> {
+    let Some(stacks) = &session.goroutine_stacks else {
+        return Ok(None);
+    };
+    let binary = &session.target.binary;
+    let symbolizer = Symbolizer::new(binary);
+    let symbolize = |pc: u64| symbolizer.frames(pc);
+    let bias = session.target.load_bias;
+    let exe = Executable {
+        symbolize: &symbolize,
+        load_bias: bias,
+        mapping: Mapping::main_executable(binary, bias),
+    };
+    let count = pprof::ValueType::new("goroutine", "count");
+    let mut b = pprof::ProfileBuilder::new(&exe, &[count]);
+    b.period(count, 1)
+        .time(session.started_wall, session.started.elapsed());
+    for (stack, n) in stacks {
+        b.add_go_stack(stack, false, &[i64::try_from(*n).unwrap_or(i64::MAX)], &[])?;
+    }
+    pprof::write(&b.finish(), &dir.join(GOROUTINE_FILE))?;
+    Ok(Some(GOROUTINE_FILE))
 }
 
 /// Rewrites a live in-use flamegraph (atomically: a viewer never sees half a file).
