@@ -132,3 +132,35 @@ fn same_as_go_dump_newest() -> Result<()> {
 fn same_as_go_dump_newest_stripped_pie() -> Result<()> {
     same_as_go(go::NEWEST, Variant::StrippedPie)
 }
+
+/// `go f(x)` starts in a `gowrapN` closure from Go 1.22: gotrace names `f`.
+#[test]
+fn goroutine_function_sees_through_gowrap() -> Result<()> {
+    let exe = fixtures::build(
+        "goroutines",
+        Toolchain::find(go::NEWEST)?,
+        Variant::Stripped,
+    )?;
+    let binary = gotrace::binary::GoBinary::open(&exe, "goroutines")?;
+    let wrappers: Vec<_> = binary
+        .pclntab()
+        .funcs()
+        .filter(|f| f.name.starts_with("main.main.gowrap"))
+        .collect();
+    assert!(wrappers.len() >= 4, "{wrappers:?}");
+    for w in wrappers {
+        let f = gotrace::goruntime::traceback::goroutine_function(&binary, w.entry);
+        assert!(
+            [
+                "main.recvForever",
+                "main.sendForever",
+                "main.selectForever",
+                "main.deep"
+            ]
+            .contains(&f.as_str()),
+            "{} -> {f}",
+            w.name
+        );
+    }
+    Ok(())
+}

@@ -305,6 +305,15 @@ fn attach(args: AttachArgs) -> Result<ExitCode> {
         report.counters.events_lost,
     );
     print_heap_top(&report, 5);
+    if !report.goroutines.live_by_site.is_empty() {
+        eprintln!("  goroutines alive at the end, by go statement:");
+    }
+    for s in report.goroutines.live_by_site.iter().take(5) {
+        eprintln!(
+            "  {:>10} ({} blocked) created at {} running {}",
+            s.live, s.blocked, s.site, s.function
+        );
+    }
     for site in report.goroutines.created_by_site.iter().take(5) {
         eprintln!(
             "  {:>8} goroutines ({} still running) created at {} running {}",

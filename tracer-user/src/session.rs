@@ -125,7 +125,7 @@ pub struct Session {
     goids_at_attach: Option<u64>,
     goids: Option<u64>,
     tracebacks: Tracebacks,
-    leaks: GoroutineLeaks,
+    pub leaks: GoroutineLeaks,
     /// The detectors' current verdicts.
     pub findings: Vec<Finding>,
     /// Every user goroutine's stack (link-time return PCs) with how many goroutines share it,

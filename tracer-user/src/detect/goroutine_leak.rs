@@ -18,7 +18,7 @@ use crate::{
     dump::show_frame,
     goruntime::{
         allgs::{is_system_goroutine, GSnapshot},
-        traceback::{Tracebacks, G_LEAKED, G_WAITING},
+        traceback::{goroutine_function, Tracebacks, G_LEAKED, G_WAITING},
     },
     symbols::{Frame, Symbolizer},
     target::Target,
@@ -137,6 +137,21 @@ impl GoroutineLeaks {
             .retain(|_, s| s.points.iter().any(|(_, n)| *n > 0));
     }
 
+    /// Live goroutines per creation site at the latest look: (`go` statement PC, start PC,
+    /// live, blocked), most first.
+    pub fn live_by_site(&self) -> Vec<(u64, u64, u64, u64)> {
+        let mut v: Vec<_> = self
+            .sites
+            .iter()
+            .filter_map(|(pc, s)| {
+                let &(_, live) = s.points.back()?;
+                (live > 0).then_some((*pc, s.startpc, live, s.blocked))
+            })
+            .collect();
+        v.sort_by_key(|x| std::cmp::Reverse(x.2));
+        v
+    }
+
     /// The verdicts at time `t`.
     pub fn findings(
         &self,
@@ -203,7 +218,7 @@ impl GoroutineLeaks {
                     "window_s": window.round(),
                     "oldest_blocked_s": oldest.map(|o| o.round()),
                     "wait_reason": reason,
-                    "goroutine_function": sym.frame(site.startpc).function,
+                    "goroutine_function": goroutine_function(&target.binary, site.startpc),
                 }),
                 hint: hint(&reason),
             });

@@ -9,7 +9,7 @@ use tracer_common::ProbeKind;
 use crate::{
     detect::Finding,
     error::{Error, Result},
-    goruntime::{gcstats::GcSnapshot, heapprof::SamplerState, OffsetsSource},
+    goruntime::{gcstats::GcSnapshot, heapprof::SamplerState, traceback, OffsetsSource},
     model::{
         gc::GcObservation,
         heap::{self, AgeHistogram},
@@ -119,8 +119,11 @@ pub struct GoroutineReport {
     /// The same at the end: counted again if the target still runs, else the count at attach
     /// plus created minus exited.
     pub live_at_end: Option<u64>,
-    /// Goroutines created while attached, per `go` statement, most first.
+    /// Goroutines created while attached, per `go` statement, most first (with
+    /// `--goroutine-events`, which sees every one).
     pub created_by_site: Vec<GoSite>,
+    /// Goroutines alive at the end per `go` statement, most first (at most 20).
+    pub live_by_site: Vec<LiveSite>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -131,6 +134,15 @@ pub struct GoSite {
     pub function: String,
     pub created: u64,
     pub exited: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LiveSite {
+    pub site: Frame,
+    pub function: String,
+    pub live: u64,
+    /// Of which blocked (waiting on a channel, lock, timer...).
+    pub blocked: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -165,7 +177,10 @@ impl Report {
             .iter()
             .map(|(pc, s)| GoSite {
                 site: sym.caller_frame(pc.wrapping_sub(bias)),
-                function: sym.frame(s.startpc.wrapping_sub(bias)).function,
+                function: traceback::goroutine_function(
+                    &target.binary,
+                    s.startpc.wrapping_sub(bias),
+                ),
                 created: s.created,
                 exited: s.exited,
             })
@@ -249,6 +264,18 @@ impl Report {
                 live_at_start: session.live_at_start.map(|c| c.all),
                 live_at_end,
                 created_by_site,
+                live_by_site: session
+                    .leaks
+                    .live_by_site()
+                    .into_iter()
+                    .take(20)
+                    .map(|(gopc, startpc, live, blocked)| LiveSite {
+                        site: sym.caller_frame(gopc),
+                        function: traceback::goroutine_function(&target.binary, startpc),
+                        live,
+                        blocked,
+                    })
+                    .collect(),
             },
             channels,
             finalizers,

@@ -126,3 +126,37 @@ impl Tracebacks {
         Ok(stacks)
     }
 }
+
+/// The function a goroutine runs, named as the user wrote it. From Go 1.22, `go f(x)` starts
+/// the goroutine in a compiler-generated `gowrapN` closure that calls `f`: report `f`, the
+/// first function the wrapper calls outside the runtime.
+pub fn goroutine_function(binary: &crate::binary::GoBinary, startpc: u64) -> String {
+    let pcln = binary.pclntab();
+    let Some(f) = pcln.func_for_pc(startpc) else {
+        return format!("{startpc:#x}");
+    };
+    let is_wrapper = f
+        .name
+        .rsplit_once(".gowrap")
+        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    if !is_wrapper {
+        return f.name;
+    }
+    let Some(code) = binary.code(&f) else {
+        return f.name;
+    };
+    let mut decoder = iced_x86::Decoder::with_ip(64, code, f.entry, iced_x86::DecoderOptions::NONE);
+    let mut insn = iced_x86::Instruction::default();
+    while decoder.can_decode() {
+        decoder.decode_out(&mut insn);
+        if insn.flow_control() != iced_x86::FlowControl::Call {
+            continue;
+        }
+        if let Some(callee) = pcln.func_for_pc(insn.near_branch_target()) {
+            if !callee.name.starts_with("runtime.") {
+                return callee.name;
+            }
+        }
+    }
+    f.name
+}

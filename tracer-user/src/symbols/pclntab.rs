@@ -119,6 +119,11 @@ pub struct PcHeader {
 }
 
 impl PcHeader {
+    /// A pclntab magic gotrace reads (Go 1.18+).
+    pub fn is_magic(magic: u32) -> bool {
+        magic == MAGIC_1_18 || magic == MAGIC_1_20
+    }
+
     /// Parses the header at the start of `bytes` (the whole pclntab, for range checks).
     pub fn parse(bytes: &[u8]) -> Result<Self, PclntabError> {
         let len = bytes.len();
