@@ -148,8 +148,10 @@ pub fn build(
                 });
             }
         }
-        let created_by = (g.gopc != 0).then(|| {
-            let f = sym.caller_frame(g.gopc);
+        // As Go's printcreatedby: not for the main goroutine, nor when the runtime started it.
+        let creator = sym.caller_frame(g.gopc);
+        let created_by = (g.gopc != 0 && g.goid != 1 && show_frame(&creator.function)).then(|| {
+            let f = creator;
             CreatedBy {
                 parent_goid: g.parent_goid,
                 function: f.function,
