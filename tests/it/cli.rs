@@ -21,25 +21,35 @@ fn read_report(dir: &std::path::Path) -> Result<Value> {
     Ok(serde_json::from_str(&text)?)
 }
 
-/// Attaches, waits for the first live summary line, sends `signal`, and checks the clean exit.
-fn stops_cleanly_on(signal: libc::c_int) -> Result<()> {
-    let lock = bpf::exclusive();
-    let target = workload()?;
-    let out = tempdir("signal");
+/// Starts `gotrace attach PID <extra> --out OUT`, checks that it says it attached, and
+/// returns it with the rest of its stderr.
+fn spawn_attach(
+    pid: u32,
+    extra: &[&str],
+    out: &std::path::Path,
+) -> Result<(
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStderr>>,
+)> {
     let mut gotrace = Command::new(gotrace_bin())
-        .args([
-            "attach",
-            &target.pid().to_string(),
-            "--interval",
-            "200ms",
-            "--out",
-        ])
-        .arg(&out)
+        .args(["attach", &pid.to_string()])
+        .args(extra)
+        .arg("--out")
+        .arg(out)
         .stderr(Stdio::piped())
         .spawn()?;
     let mut stderr = BufReader::new(gotrace.stderr.take().unwrap()).lines();
     let first = stderr.next().context("gotrace printed nothing")??;
     assert!(first.starts_with("gotrace: attached to"), "{first}");
+    Ok((gotrace, stderr))
+}
+
+/// Attaches, waits for the first live summary line, sends `signal`, and checks the clean exit.
+fn stops_cleanly_on(signal: libc::c_int) -> Result<()> {
+    let lock = bpf::exclusive();
+    let target = workload()?;
+    let out = tempdir("signal");
+    let (mut gotrace, mut stderr) = spawn_attach(target.pid(), &["--interval", "200ms"], &out)?;
     let summary = stderr
         .find(|l| l.as_ref().map_or(true, |l| !l.starts_with("gotrace:")))
         .context("no live summary")??;
@@ -124,19 +134,7 @@ fn ends_when_the_target_exits() -> Result<()> {
     let exe = fixtures::build("events", Toolchain::find(go::OLDEST)?, Variant::Default)?;
     let mut target = GoProcess::start(&exe, &["-goroutines", "5"])?;
     let out = tempdir("exit");
-    let mut gotrace = Command::new(gotrace_bin())
-        .args([
-            "attach",
-            &target.pid().to_string(),
-            "--goroutine-events",
-            "--out",
-        ])
-        .arg(&out)
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let mut stderr = BufReader::new(gotrace.stderr.take().unwrap()).lines();
-    let first = stderr.next().context("gotrace printed nothing")??;
-    assert!(first.starts_with("gotrace: attached to"), "{first}");
+    let (mut gotrace, _stderr) = spawn_attach(target.pid(), &["--goroutine-events"], &out)?;
     target.send("go")?;
     target.expect_line("done", Duration::from_secs(30))?;
     target.wait(Duration::from_secs(30))?;
@@ -273,22 +271,16 @@ fn heap_files_and_record() -> Result<()> {
     let mut target = GoProcess::start(&exe, &[])?;
     let out = tempdir("heapfiles");
     let live = out.with_extension("live.svg");
-    let mut gotrace = Command::new(gotrace_bin())
-        .args([
-            "attach",
-            &target.pid().to_string(),
+    let (mut gotrace, mut stderr) = spawn_attach(
+        target.pid(),
+        &[
             "--interval",
             "200ms",
             "--flamegraph",
-        ])
-        .arg(&live)
-        .arg("--out")
-        .arg(&out)
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let mut stderr = BufReader::new(gotrace.stderr.take().unwrap()).lines();
-    let first = stderr.next().context("gotrace printed nothing")??;
-    assert!(first.starts_with("gotrace: attached to"), "{first}");
+            &live.display().to_string(),
+        ],
+        &out,
+    )?;
     let sampler = stderr.next().context("sampler line")??;
     assert!(sampler.contains("MemProfileRate 0 -> 524288"), "{sampler}");
     target.send("go")?;

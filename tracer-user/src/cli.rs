@@ -70,15 +70,8 @@ pub struct RecordArgs {
     /// The pprof file to write (gzipped profile.proto).
     #[arg(short, long, default_value = "heap.pb.gz")]
     pub output: PathBuf,
-    /// Heap sampling rate to set, in bytes (default: Go's 512 KiB if the sampler is off).
-    #[arg(long, value_parser = parse_size)]
-    pub sample_rate: Option<u64>,
-    /// Never write into the target (no profile unless the program already samples).
-    #[arg(long, conflicts_with = "sample_rate")]
-    pub read_only: bool,
-    /// Also keep a live flamegraph of the heap in use in this SVG file.
-    #[arg(long, value_name = "FILE.svg")]
-    pub flamegraph: Option<PathBuf>,
+    #[command(flatten)]
+    pub heap: HeapArgs,
     /// Do not print the live summary.
     #[arg(short, long)]
     pub quiet: bool,
@@ -138,6 +131,25 @@ one event per 512 KiB allocated). Each probe hit costs the target ~14 µs, so --
 channel send) and --exact-alloc (every allocation: 100-200x slower allocation) are for short,
 targeted runs.";
 
+/// How gotrace treats the target's heap sampler, and the live flamegraph.
+#[derive(Args, Debug)]
+pub struct HeapArgs {
+    /// Heap sampling rate to set in the target, in bytes (e.g. 512KiB, 64KiB, 1MiB). Default:
+    /// Go's own 512 KiB when the program's sampler is off; left alone when it is on.
+    #[arg(long, value_parser = parse_size)]
+    pub sample_rate: Option<u64>,
+
+    /// Never write into the target. The heap profile is then only available if the program
+    /// already samples (it links runtime/pprof or net/http/pprof, or sets MemProfileRate).
+    #[arg(long, conflicts_with = "sample_rate")]
+    pub read_only: bool,
+
+    /// Keep an SVG flamegraph of the heap in use up to date in this file while attached
+    /// (rewritten atomically every few seconds: open it in a browser and reload).
+    #[arg(long, value_name = "FILE.svg")]
+    pub flamegraph: Option<PathBuf>,
+}
+
 #[derive(Args, Debug)]
 pub struct AttachArgs {
     /// Process id of the Go program.
@@ -178,20 +190,8 @@ pub struct AttachArgs {
     #[arg(long)]
     pub alloc_samples: bool,
 
-    /// Heap sampling rate to set in the target, in bytes (e.g. 512KiB, 64KiB, 1MiB). Default:
-    /// Go's own 512 KiB when the program's sampler is off; left alone when it is on.
-    #[arg(long, value_parser = parse_size)]
-    pub sample_rate: Option<u64>,
-
-    /// Never write into the target. The heap profile is then only available if the program
-    /// already samples (it links runtime/pprof or net/http/pprof, or sets MemProfileRate).
-    #[arg(long, conflicts_with = "sample_rate")]
-    pub read_only: bool,
-
-    /// Keep an SVG flamegraph of the heap in use up to date in this file while attached
-    /// (rewritten atomically every few seconds: open it in a browser and reload).
-    #[arg(long, value_name = "FILE.svg")]
-    pub flamegraph: Option<PathBuf>,
+    #[command(flatten)]
+    pub heap: HeapArgs,
 
     /// Seconds between live summary lines.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
@@ -247,8 +247,8 @@ fn attach(args: AttachArgs) -> Result<ExitCode> {
         probes,
         duration: args.duration,
         tick: args.interval,
-        sample_rate: args.sample_rate,
-        read_only: args.read_only,
+        sample_rate: args.heap.sample_rate,
+        read_only: args.heap.read_only,
         ..AttachOptions::default()
     };
     let mut session = Session::attach(args.pid, options)?;
@@ -278,7 +278,7 @@ fn attach(args: AttachArgs) -> Result<ExitCode> {
         _ => {}
     }
 
-    let reason = run_live(&mut session, args.quiet, args.flamegraph.as_deref())?;
+    let reason = run_live(&mut session, args.quiet, args.heap.flamegraph.as_deref())?;
     let mut report = Report::build(&session, reason);
     let out = args.out.unwrap_or_else(|| outputs::default_dir(args.pid));
     std::fs::create_dir_all(&out).map_err(|source| gotrace::Error::Output {
@@ -402,8 +402,8 @@ fn record(args: RecordArgs) -> Result<ExitCode> {
         probes: ProbeSelection::none(),
         duration: Some(args.duration),
         tick: std::time::Duration::from_secs(1),
-        sample_rate: args.sample_rate,
-        read_only: args.read_only,
+        sample_rate: args.heap.sample_rate,
+        read_only: args.heap.read_only,
         ..AttachOptions::default()
     };
     let mut session = Session::attach(args.pid, options)?;
@@ -416,7 +416,7 @@ fn record(args: RecordArgs) -> Result<ExitCode> {
     if let Some(why) = &session.heap_unavailable {
         return Err(anyhow::anyhow!("no heap profile: {why}"));
     }
-    run_live(&mut session, args.quiet, args.flamegraph.as_deref())?;
+    run_live(&mut session, args.quiet, args.heap.flamegraph.as_deref())?;
     let profile = outputs::heap_pprof(&session)?
         .ok_or_else(|| anyhow::anyhow!("the process exited before a heap profile could be read"))?;
     gotrace::export::pprof::write(&profile, &args.output)?;

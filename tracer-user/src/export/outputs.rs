@@ -15,21 +15,25 @@ pub const HEAP_ALLOC_SVG: &str = "heap-alloc.svg";
 pub const HEAP_INUSE_FOLDED: &str = "heap-inuse.folded";
 pub const HEAP_ALLOC_FOLDED: &str = "heap-alloc.folded";
 
+/// Runs `build` with the traced executable described for pprof (symbols, mapping).
+fn with_executable<T>(session: &Session, build: impl FnOnce(&Executable<'_>) -> T) -> T {
+    let binary = &session.target.binary;
+    let symbolizer = Symbolizer::new(binary);
+    let symbolize = |pc: u64| symbolizer.frames(pc);
+    let bias = session.target.load_bias;
+    build(&Executable {
+        symbolize: &symbolize,
+        load_bias: bias,
+        mapping: Mapping::main_executable(binary, bias),
+    })
+}
+
 /// The session's latest heap profile in pprof form (`None` when there is none).
 pub fn heap_pprof(session: &Session) -> Result<Option<proto::Profile>> {
     let Some(heap) = &session.heap else {
         return Ok(None);
     };
-    let binary = &session.target.binary;
-    let symbolizer = Symbolizer::new(binary);
-    let symbolize = |pc: u64| symbolizer.frames(pc);
-    let bias = session.target.load_bias;
-    let exe = Executable {
-        symbolize: &symbolize,
-        load_bias: bias,
-        mapping: Mapping::main_executable(binary, bias),
-    };
-    pprof::heap_profile(heap, &exe).map(Some)
+    with_executable(session, |exe| pprof::heap_profile(heap, exe)).map(Some)
 }
 
 /// Writes the heap files into `dir`; returns the names written.
@@ -62,23 +66,17 @@ pub fn write_goroutines(session: &Session, dir: &Path) -> Result<Option<&'static
     let Some(stacks) = &session.goroutine_stacks else {
         return Ok(None);
     };
-    let binary = &session.target.binary;
-    let symbolizer = Symbolizer::new(binary);
-    let symbolize = |pc: u64| symbolizer.frames(pc);
-    let bias = session.target.load_bias;
-    let exe = Executable {
-        symbolize: &symbolize,
-        load_bias: bias,
-        mapping: Mapping::main_executable(binary, bias),
-    };
-    let count = pprof::ValueType::new("goroutine", "count");
-    let mut b = pprof::ProfileBuilder::new(&exe, &[count]);
-    b.period(count, 1)
-        .time(session.started_wall, session.started.elapsed());
-    for (stack, n) in stacks {
-        b.add_go_stack(stack, false, &[i64::try_from(*n).unwrap_or(i64::MAX)], &[])?;
-    }
-    pprof::write(&b.finish(), &dir.join(GOROUTINE_FILE))?;
+    let profile = with_executable(session, |exe| -> Result<proto::Profile> {
+        let count = pprof::ValueType::new("goroutine", "count");
+        let mut b = pprof::ProfileBuilder::new(exe, &[count]);
+        b.period(count, 1)
+            .time(session.started_wall, session.started.elapsed());
+        for (stack, n) in stacks {
+            b.add_go_stack(stack, false, &[i64::try_from(*n).unwrap_or(i64::MAX)], &[])?;
+        }
+        Ok(b.finish())
+    })?;
+    pprof::write(&profile, &dir.join(GOROUTINE_FILE))?;
     Ok(Some(GOROUTINE_FILE))
 }
 
