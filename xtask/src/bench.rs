@@ -21,7 +21,11 @@ pub struct BenchArgs {
 enum Which {
     /// Throughput traced/untraced for each workload and probe mode.
     Overhead(OverheadArgs),
+    /// Symbol load and first lookups on one binary: time and peak RSS.
+    Symbols(SymbolsArgs),
 }
+
+pub use crate::bench_symbols::SymbolsArgs;
 
 #[derive(Args)]
 struct OverheadArgs {
@@ -88,6 +92,7 @@ impl Mode {
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.which {
         Which::Overhead(a) => overhead(a),
+        Which::Symbols(a) => crate::bench_symbols::run(a),
     }
 }
 

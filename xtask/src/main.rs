@@ -1,6 +1,7 @@
 //! `cargo xtask`: every build and set-up step of gotrace.
 
 mod bench;
+mod bench_symbols;
 mod demo;
 mod offsets;
 mod setup;
@@ -28,7 +29,7 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run the whole test suite (unit and integration tests on real traced processes).
     Test(test::TestArgs),
-    /// Measure the target's throughput traced vs untraced.
+    /// Measure the target's throughput traced vs untraced, or the symbolizer's cost.
     Bench(bench::BenchArgs),
     /// Regenerate tracer-user/src/goruntime/offsets_table.rs from each toolchain's DWARF.
     GenOffsets,

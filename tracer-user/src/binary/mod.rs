@@ -135,18 +135,10 @@ impl GoBinary {
         elf: &ElfInfo,
         version: GoVersion,
     ) -> Result<(Pclntab, Result<Moduledata, ModuledataError>), PclntabError> {
-        let section = [".gopclntab", ".data.rel.ro.gopclntab"]
-            .iter()
-            .find_map(|n| elf.section(n))
-            .ok_or(PclntabError::Missing)?;
-        let base = section.file_offset.ok_or(PclntabError::Missing)? as usize;
-        let bytes = elf
-            .section_data(data, section)
-            .ok_or(PclntabError::Corrupt(
-                "section extends past the end of the file",
-            ))?;
+        let (addr, bytes) = Self::find_pclntab(data, elf, version)?;
+        let base = bytes.as_ptr() as usize - data.as_ptr() as usize;
         let header = PcHeader::parse(bytes)?;
-        let moduledata = Moduledata::locate(data, elf, version, section.addr, &header);
+        let moduledata = Moduledata::locate(data, elf, version, addr, &header);
         // Go 1.26+ no longer stores the text start in the pclntab header: take
         // `moduledata.text`, else `runtime.text`, else the start of `.text` (where Go's own
         // linker puts `runtime.text`).
@@ -159,8 +151,61 @@ impl GoBinary {
                 .or_else(|| elf.section(".text").map(|s| s.addr)),
             t => Some(t),
         };
-        let pclntab = Pclntab::parse(data.clone(), base, section.size as usize, text_start)?;
+        let pclntab = Pclntab::parse(data.clone(), base, bytes.len(), text_start)?;
         Ok((pclntab, moduledata))
+    }
+
+    /// The pclntab's link-time address and bytes. Go's linker gives it a section of its own
+    /// (`.gopclntab`, `.data.rel.ro.gopclntab` in its PIEs); an external linker (cgo builds
+    /// linked by `ld`) merges it into `.data.rel.ro` or `.rodata`, and `strip` then removes the
+    /// `runtime.pclntab` symbol that marked it. There the header is found by its magic and
+    /// layout, and kept if a module data describes it (or, with no module data layout for this
+    /// release, if it is the only one). The bytes run to the end of the section holding it.
+    fn find_pclntab<'d>(
+        data: &'d [u8],
+        elf: &ElfInfo,
+        version: GoVersion,
+    ) -> Result<(u64, &'d [u8]), PclntabError> {
+        if let Some(section) = [".gopclntab", ".data.rel.ro.gopclntab"]
+            .iter()
+            .find_map(|n| elf.section(n))
+        {
+            let bytes = elf
+                .section_data(data, section)
+                .ok_or(PclntabError::Corrupt(
+                    "section extends past the end of the file",
+                ))?;
+            return Ok((section.addr, bytes));
+        }
+        let mut candidates = Vec::new();
+        for name in [".data.rel.ro", ".rodata", ".noptrdata"] {
+            let Some(section) = elf.section(name) else {
+                continue;
+            };
+            let Some(bytes) = elf.section_data(data, section) else {
+                continue;
+            };
+            // magic, two zero bytes, instruction quantum 1 (amd64), pointer size 8.
+            for o in (0..bytes.len().saturating_sub(8)).step_by(8) {
+                let head = &bytes[o..o + 8];
+                let magic = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+                if head[4..] == [0, 0, 1, 8]
+                    && PcHeader::is_magic(magic)
+                    && PcHeader::parse(&bytes[o..]).is_ok()
+                {
+                    candidates.push((section.addr + o as u64, &bytes[o..]));
+                }
+            }
+        }
+        let described = candidates.iter().find(|(addr, bytes)| {
+            PcHeader::parse(bytes)
+                .is_ok_and(|h| Moduledata::locate(data, elf, version, *addr, &h).is_ok())
+        });
+        match (described, &candidates[..]) {
+            (Some(c), _) => Ok(*c),
+            (None, [only]) => Ok(*only),
+            _ => Err(PclntabError::Missing),
+        }
     }
 
     pub fn data(&self) -> &[u8] {
