@@ -523,13 +523,29 @@ fn compare_with_go(tc: Toolchain, variant: Variant, rate: u64) -> Result<()> {
             "{ctx}: folded {value:?}"
         );
         let svg = flamegraph::heap_svg(&ours, value, Some("heapdump"))?;
+        // Every known site the sampler caught (at rates above 1 a small site may have no
+        // sample at all).
+        let in_folded = |f: &str| {
+            folded.lines().any(|l| {
+                l.rsplit_once(' ')
+                    .is_some_and(|(stack, _)| stack.split(';').any(|x| x == f))
+            })
+        };
         let mut functions = vec!["main.main"];
         functions.extend(
             snap.expect
                 .iter()
-                .filter(|e| value == HeapValue::AllocBytes || e.2 > 0)
-                .map(|e| e.0.as_str()),
+                .map(|e| e.0.as_str())
+                .filter(|f| in_folded(f)),
         );
+        if rate == 1 {
+            let kept = snap.expect.iter().filter(|e| e.2 > 0).count();
+            let wanted = match value {
+                HeapValue::InuseBytes => kept,
+                _ => snap.expect.len(),
+            };
+            assert_eq!(functions.len(), 1 + wanted, "{ctx}: {folded}");
+        }
         check_svg(&svg, value.title(), &functions).with_context(|| ctx.clone())?;
         let svg_path = snap.dir.join(format!("{value:?}.svg"));
         flamegraph::write_heap_svg(&svg_path, &ours, value, Some("heapdump"))?;
