@@ -181,10 +181,12 @@ pub fn build(
     })
 }
 
+/// What makes goroutines one group: state, frames (function, file, line), creation site.
+type GroupKey = (String, Vec<(String, String, u32)>, Option<(String, u32)>);
+
 /// Goroutines with the same state, frames and creation site, largest group first.
 fn group(goroutines: &[GoroutineDump]) -> Vec<Group> {
-    let mut groups: BTreeMap<(String, Vec<(String, String, u32)>, Option<(String, u32)>), Group> =
-        BTreeMap::new();
+    let mut groups: BTreeMap<GroupKey, Group> = BTreeMap::new();
     for g in goroutines {
         let key = (
             g.state.clone(),

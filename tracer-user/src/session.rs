@@ -12,7 +12,7 @@ use tokio::io::unix::AsyncFd;
 use tracer_common::ProbeKind;
 
 use crate::{
-    detect::{goroutine_leak::GoroutineLeaks, Finding},
+    detect::{goroutine_leak::GoroutineLeaks, heap_growth::HeapGrowth, Finding},
     error::{Error, Result},
     events::Event,
     goruntime::{
@@ -48,6 +48,8 @@ pub struct AttachOptions {
     pub read_only: bool,
     /// Thresholds of the goroutine-leak detector.
     pub goroutine_leaks: crate::detect::goroutine_leak::Config,
+    /// Thresholds of the heap-growth detector.
+    pub heap_growth: crate::detect::heap_growth::Config,
 }
 
 impl Default for AttachOptions {
@@ -59,6 +61,7 @@ impl Default for AttachOptions {
             sample_rate: None,
             read_only: false,
             goroutine_leaks: Default::default(),
+            heap_growth: Default::default(),
         }
     }
 }
@@ -126,6 +129,7 @@ pub struct Session {
     goids: Option<u64>,
     tracebacks: Tracebacks,
     pub leaks: GoroutineLeaks,
+    growth: HeapGrowth,
     /// The detectors' current verdicts.
     pub findings: Vec<Finding>,
     /// Every user goroutine's stack (link-time return PCs) with how many goroutines share it,
@@ -184,6 +188,7 @@ impl Session {
         let goids_at_attach = readers.goids.as_ref().and_then(|g| g.created(&target).ok());
         let tracebacks = Tracebacks::new(&target, &runtime);
         let leaks = GoroutineLeaks::new(options.goroutine_leaks.clone());
+        let growth = HeapGrowth::new(options.heap_growth.clone());
         let mut session = Session {
             target,
             runtime,
@@ -208,6 +213,7 @@ impl Session {
             goids: goids_at_attach,
             tracebacks,
             leaks,
+            growth,
             findings: Vec::new(),
             goroutine_stacks: None,
         };
@@ -278,8 +284,6 @@ impl Session {
             if let Ok(snapshot) = a.snapshot(&self.target) {
                 self.census = Some(census_of(&snapshot, &self.target));
                 self.leaks.update(t, &snapshot, &self.target);
-                let sym = crate::symbols::Symbolizer::new(&self.target.binary);
-                self.findings = self.leaks.findings(t, &self.target, &self.tracebacks, &sym);
             }
         }
         if let Some(g) = &self.readers.goids {
@@ -301,7 +305,19 @@ impl Session {
         if new_cycle || self.heap.is_none() {
             self.read_heap();
             self.scan_specials(gc.cycles);
+            if let Some(h) = &self.heap {
+                self.growth.update(t, gc.cycles, h);
+            }
         }
+        self.judge(t);
+    }
+
+    /// Runs the detectors over what has been observed so far.
+    fn judge(&mut self, t: f64) {
+        let sym = crate::symbols::Symbolizer::new(&self.target.binary);
+        let mut findings = self.leaks.findings(t, &self.target, &self.tracebacks, &sym);
+        findings.extend(self.growth.findings(&sym, &self.ages.by_bucket()));
+        self.findings = findings;
     }
 
     fn scan_specials(&mut self, cycle: u32) {

@@ -2,6 +2,7 @@
 //! pattern; report.json lists them under `findings`, and the live view prints each new one.
 
 pub mod goroutine_leak;
+pub mod heap_growth;
 
 use serde::Serialize;
 

@@ -1,8 +1,8 @@
 //! Everything a session writes out.
 
 pub mod flamegraph;
-pub mod pprof;
 pub mod outputs;
+pub mod pprof;
 pub mod report;
 
 pub use report::Report;

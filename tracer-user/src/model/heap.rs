@@ -28,12 +28,13 @@ impl HeapRecord {
         self.allocs.saturating_sub(self.frees)
     }
 
+    // Counts come from another process's memory: saturate rather than overflow on garbage.
     pub fn alloc_bytes(&self) -> u64 {
-        self.allocs * self.object_size
+        self.allocs.saturating_mul(self.object_size)
     }
 
     pub fn inuse_bytes(&self) -> u64 {
-        self.inuse_objects() * self.object_size
+        self.inuse_objects().saturating_mul(self.object_size)
     }
 }
 
@@ -133,14 +134,12 @@ pub fn scale(count: u64, avg_size: u64, rate: u64) -> (u64, u64) {
     if count == 0 || avg_size == 0 {
         return (0, 0);
     }
+    let bytes = count.saturating_mul(avg_size);
     if rate <= 1 {
-        return (count, count * avg_size);
+        return (count, bytes);
     }
     let scale = 1.0 / (1.0 - (-(avg_size as f64) / rate as f64).exp());
-    (
-        (count as f64 * scale) as u64,
-        ((count * avg_size) as f64 * scale) as u64,
-    )
+    ((count as f64 * scale) as u64, (bytes as f64 * scale) as u64)
 }
 
 #[cfg(test)]
