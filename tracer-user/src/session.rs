@@ -12,11 +12,15 @@ use tokio::io::unix::AsyncFd;
 use tracer_common::ProbeKind;
 
 use crate::{
-    detect::{goroutine_leak::GoroutineLeaks, heap_growth::HeapGrowth, Finding},
+    detect::{
+        finalizer_abuse::FinalizerAbuse, goroutine_leak::GoroutineLeaks, heap_growth::HeapGrowth,
+        Finding,
+    },
     error::{Error, Result},
     events::Event,
     goruntime::{
         allgs::{census_of, AllGs, Census},
+        finalizers::FinalizerQueue,
         gcstats::{GcReader, GcSnapshot},
         heapprof::{HeapReader, SamplerState},
         sched::GoidCounter,
@@ -97,6 +101,7 @@ struct Readers {
     gc: Option<GcReader>,
     specials: Option<SpecialsReader>,
     goids: Option<GoidCounter>,
+    finq: Option<FinalizerQueue>,
 }
 
 pub struct Session {
@@ -130,6 +135,7 @@ pub struct Session {
     tracebacks: Tracebacks,
     pub leaks: GoroutineLeaks,
     growth: HeapGrowth,
+    finalizer_abuse: FinalizerAbuse,
     /// The detectors' current verdicts.
     pub findings: Vec<Finding>,
     /// Every user goroutine's stack (link-time return PCs) with how many goroutines share it,
@@ -155,6 +161,7 @@ impl Session {
             gc: GcReader::new(&target, &runtime),
             specials: SpecialsReader::new(&target, &runtime),
             goids: GoidCounter::new(&target, &runtime),
+            finq: FinalizerQueue::new(&target, &runtime),
         };
         let (sampler, heap_unavailable) = match &readers.heap {
             None => (
@@ -214,6 +221,7 @@ impl Session {
             tracebacks,
             leaks,
             growth,
+            finalizer_abuse: FinalizerAbuse::default(),
             findings: Vec::new(),
             goroutine_stacks: None,
         };
@@ -284,6 +292,13 @@ impl Session {
             if let Ok(snapshot) = a.snapshot(&self.target) {
                 self.census = Some(census_of(&snapshot, &self.target));
                 self.leaks.update(t, &snapshot, &self.target);
+                let queue = self
+                    .readers
+                    .finq
+                    .as_ref()
+                    .and_then(|q| q.len(&self.target).ok());
+                self.finalizer_abuse
+                    .update(t, queue, &snapshot, &self.target, &self.tracebacks);
             }
         }
         if let Some(g) = &self.readers.goids {
@@ -317,6 +332,14 @@ impl Session {
         let sym = crate::symbols::Symbolizer::new(&self.target.binary);
         let mut findings = self.leaks.findings(t, &self.target, &self.tracebacks, &sym);
         findings.extend(self.growth.findings(&sym, &self.ages.by_bucket()));
+        findings.extend(self.finalizer_abuse.findings(
+            t,
+            self.started.elapsed().as_secs_f64(),
+            &self.model.finalizer_sites,
+            &self.target,
+            &self.tracebacks,
+            &sym,
+        ));
         self.findings = findings;
     }
 

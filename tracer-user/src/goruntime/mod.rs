@@ -3,6 +3,7 @@
 
 pub mod allgs;
 pub mod datasyms;
+pub mod finalizers;
 pub mod gcstats;
 pub mod heapprof;
 pub mod offsets;

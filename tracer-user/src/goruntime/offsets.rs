@@ -53,6 +53,8 @@ fields! {
     TypeKind => [("internal/abi.Type", "Kind_"), ("runtime._type", "kind")],
     GStack => [("runtime.g", "stack")],
     SchedGoidgen => [("runtime.schedt", "goidgen")],
+    FinblockNext => [("runtime.finblock", "next"), ("runtime.finBlock", "next")],
+    FinblockCnt => [("runtime.finblock", "cnt"), ("runtime.finBlock", "cnt")],
     SchedGFree => [("runtime.schedt", "gFree")],
     PGoidcache => [("runtime.p", "goidcache")],
     PGoidcacheend => [("runtime.p", "goidcacheend")],

@@ -1,0 +1,88 @@
+//! The finalizer-abuse verdict: slow finalizers used as destructors are flagged, with the
+//! SetFinalizer call site and the finalizer the runtime's goroutine is stuck in; the same work
+//! with explicit closes is not.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use gotrace::{export::Report, AttachOptions};
+use gotrace_tests::{bpf, fixtures, trace, GoProcess, Toolchain, Variant};
+
+fn traced(mode: &str, release: &str, variant: Variant) -> Result<Report> {
+    let exe = fixtures::build("finalizers", Toolchain::find(release)?, variant)?;
+    let proc = GoProcess::start(&exe, &["-mode", mode])?;
+    // The default probes: SetFinalizer (to name the call sites).
+    let tracing = trace::start(
+        proc.pid(),
+        AttachOptions {
+            tick: Duration::from_millis(500),
+            ..AttachOptions::default()
+        },
+    )?;
+    std::thread::sleep(Duration::from_secs(10));
+    let (session, reason) = tracing.finish()?;
+    Ok(Report::build(&session, reason))
+}
+
+fn abuse_flagged(release: &str, variant: Variant) -> Result<()> {
+    let lock = bpf::exclusive();
+    let report = traced("abuse", release, variant)?;
+    let f = report
+        .findings
+        .iter()
+        .find(|f| f.pattern == "finalizer-abuse")
+        .with_context(|| format!("no finalizer-abuse finding: {:#?}", report.findings))?;
+    assert_eq!(f.site.function, "main.open", "{f:#?}");
+    let e = &f.evidence;
+    assert_eq!(
+        e["set_finalizer_sites"][0]["site"]["function"], "main.open",
+        "{e}"
+    );
+    assert!(
+        e["set_finalizer_sites"][0]["per_s"].as_f64().unwrap() >= 500.0,
+        "{e}"
+    );
+    assert!(
+        f.stack
+            .iter()
+            .any(|fr| fr.function == "main.(*resource).close"),
+        "stuck in the slow finalizer: {:?}",
+        f.stack
+    );
+    assert!(e["queue"].as_u64().unwrap() >= 1000, "{e}");
+    lock.assert_nothing_loaded()
+}
+
+fn healthy_not_flagged(release: &str, variant: Variant) -> Result<()> {
+    let lock = bpf::exclusive();
+    let report = traced("healthy", release, variant)?;
+    assert!(
+        report
+            .findings
+            .iter()
+            .all(|f| f.pattern != "finalizer-abuse"),
+        "{:#?}",
+        report.findings
+    );
+    lock.assert_nothing_loaded()
+}
+
+#[test]
+fn abuse_flagged_go_oldest() -> Result<()> {
+    abuse_flagged("1.19", Variant::Default)
+}
+
+#[test]
+fn abuse_flagged_go_newest_stripped() -> Result<()> {
+    abuse_flagged("1.27", Variant::Stripped)
+}
+
+#[test]
+fn healthy_not_flagged_go_newest() -> Result<()> {
+    healthy_not_flagged("1.27", Variant::Default)
+}
+
+#[test]
+fn healthy_not_flagged_go_oldest_stripped() -> Result<()> {
+    healthy_not_flagged("1.19", Variant::Stripped)
+}
