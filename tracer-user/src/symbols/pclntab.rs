@@ -594,3 +594,145 @@ pub fn func_name_for_print(
     }
     Cow::Borrowed(name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binary::GoVersion;
+
+    const GO119: GoVersion = GoVersion::new(1, 19, 0);
+    const GO126: GoVersion = GoVersion::new(1, 26, 0);
+    const GO127: GoVersion = GoVersion::new(1, 27, 0);
+
+    #[test]
+    fn print_names_follow_each_releases_rule() {
+        // Plain names are never touched.
+        for v in [GO119, GO126, GO127] {
+            assert_eq!(func_name_for_print("main.(*T).M", v), "main.(*T).M");
+        }
+        // Everything between the first '[' and the last ']' becomes "..." (the linker's rule
+        // in 1.18-1.20, the runtime's from 1.21), array types in names included.
+        for v in [GO119, GO126, GO127] {
+            assert_eq!(
+                func_name_for_print("main.F[go.shape.int_0]", v),
+                "main.F[...]"
+            );
+            assert_eq!(
+                func_name_for_print("main.(*List[go.shape.string]).Push", v),
+                "main.(*List[...]).Push"
+            );
+            assert_eq!(
+                func_name_for_print("type:.eq.[2]string", v),
+                "type:.eq.[...]string"
+            );
+        }
+        // A generic method of a generic type: 1.27 keeps the text between the two lists.
+        let name = "main.T[go.shape.int].M[go.shape.string]";
+        assert_eq!(func_name_for_print(name, GO126), "main.T[...]");
+        assert_eq!(func_name_for_print(name, GO127), "main.T[...].M[...]");
+        // Nested brackets in one list are still one list.
+        assert_eq!(
+            func_name_for_print("main.F[[]go.shape.int]", GO127),
+            "main.F[...]"
+        );
+        // Unbalanced names are printed as they are.
+        assert_eq!(func_name_for_print("main.F[x", GO127), "main.F[x");
+        assert_eq!(func_name_for_print("main.F]x[", GO126), "main.F]x[");
+        assert_eq!(func_name_for_print("a[b]]c[d]", GO127), "a[b]]c[d]");
+    }
+
+    fn header(magic: u32, nfunc: u64, len: usize) -> Vec<u8> {
+        let mut b = vec![0u8; len];
+        b[0..4].copy_from_slice(&magic.to_le_bytes());
+        b[6] = 1;
+        b[7] = 8;
+        let words = [nfunc, 0, 0x401000, 72, 80, 88, 96, 104];
+        for (i, w) in words.iter().enumerate() {
+            b[8 + i * 8..16 + i * 8].copy_from_slice(&w.to_le_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn header_is_validated() {
+        let ok = PcHeader::parse(&header(MAGIC_1_20, 2, 200)).unwrap();
+        assert!(ok.go120);
+        assert_eq!((ok.nfunc, ok.text_start, ok.pcln), (2, 0x401000, 104));
+        assert!(!PcHeader::parse(&header(MAGIC_1_18, 2, 200)).unwrap().go120);
+        assert_eq!(
+            PcHeader::parse(&header(0xfffffffa, 2, 200)),
+            Err(PclntabError::OldFormat("1.16-1.17"))
+        );
+        assert_eq!(
+            PcHeader::parse(&header(0x12345678, 2, 200)),
+            Err(PclntabError::UnknownMagic(0x12345678))
+        );
+        // The function table (nfunc+1 entries of 8 bytes at offset 104) must fit.
+        assert!(PcHeader::parse(&header(MAGIC_1_20, 11, 200)).is_ok());
+        assert!(PcHeader::parse(&header(MAGIC_1_20, 12, 200)).is_err());
+        assert!(PcHeader::parse(&header(MAGIC_1_20, u64::MAX, 200)).is_err());
+        // Truncated headers.
+        let full = header(MAGIC_1_20, 2, 200);
+        for len in [0, 3, 7, 8, 40, 71] {
+            assert!(PcHeader::parse(&full[..len]).is_err(), "len {len}");
+        }
+        // Offsets must point inside the table.
+        let mut bad = header(MAGIC_1_20, 2, 200);
+        bad[8 + 3 * 8..8 + 4 * 8].copy_from_slice(&500u64.to_le_bytes());
+        assert!(PcHeader::parse(&bad).is_err());
+    }
+
+    #[test]
+    fn inline_tree_entries_per_layout() {
+        let mut go120 = header(MAGIC_1_20, 0, 200);
+        let mut go118 = header(MAGIC_1_18, 0, 200);
+        go120[6] = 1;
+        go118[6] = 1;
+        let t120 = Pclntab::parse(SharedBytes::new(go120), 0, 200, None).unwrap();
+        let t118 = Pclntab::parse(SharedBytes::new(go118), 0, 200, None).unwrap();
+        // Go 1.20+: {funcID u8; _ [3]byte; nameOff, parentPc, startLine int32}, 16 bytes.
+        let mut tree = vec![0u8; 32];
+        tree[16] = 21;
+        tree[20..24].copy_from_slice(&1234i32.to_le_bytes());
+        tree[24..28].copy_from_slice(&56i32.to_le_bytes());
+        assert_eq!(
+            t120.inlined_call(&tree, 1),
+            Some(InlinedCall {
+                func_id: 21,
+                name_off: 1234,
+                parent_pc: 56
+            })
+        );
+        assert_eq!(t120.inlined_call(&tree, 2), None);
+        assert_eq!(t120.inlined_call(&tree, -1), None);
+        // Go 1.18-1.19: {parent int16; funcID u8; _ byte; file, line, func_, parentPc int32}.
+        let mut tree = vec![0u8; 40];
+        tree[22] = 7;
+        tree[32..36].copy_from_slice(&99i32.to_le_bytes());
+        tree[36..40].copy_from_slice(&12i32.to_le_bytes());
+        assert_eq!(
+            t118.inlined_call(&tree, 1),
+            Some(InlinedCall {
+                func_id: 7,
+                name_off: 99,
+                parent_pc: 12
+            })
+        );
+        // A negative parentPc is corrupt.
+        tree[36..40].copy_from_slice(&(-4i32).to_le_bytes());
+        assert_eq!(t118.inlined_call(&tree, 1), None);
+    }
+
+    #[test]
+    fn varints() {
+        assert_eq!(read_varint(&[0x05]), Some((5, 1)));
+        assert_eq!(read_varint(&[0x80, 0x01]), Some((128, 2)));
+        assert_eq!(
+            read_varint(&[0xff, 0xff, 0xff, 0xff, 0x0f]),
+            Some((u32::MAX, 5))
+        );
+        assert_eq!(read_varint(&[0x80]), None);
+        assert_eq!(read_varint(&[]), None);
+        assert_eq!(read_varint(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x01]), None);
+    }
+}
