@@ -34,11 +34,9 @@ const FIELDS: &[Field] = &[
     Field::ModuledataGofunc,
 ];
 
-/// Sections the linker puts `runtime.firstmoduledata` in: `.go.module` from Go 1.27 on,
+/// Sections the linker puts `runtime.firstmoduledata` in: `.go.module` from Go 1.26 on,
 /// `.noptrdata` before (`.data.rel.ro` and `.data` are there for external linkers).
 const SECTIONS: &[&str] = &[".go.module", ".noptrdata", ".data.rel.ro", ".data"];
-
-const R_X86_64_RELATIVE: u32 = 8;
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ModuledataError {
@@ -107,7 +105,8 @@ impl<'d> PointerReader<'d> {
             else {
                 continue;
             };
-            if info & 0xffff_ffff == u64::from(R_X86_64_RELATIVE) {
+            // ELF64_R_TYPE is the low 32 bits of r_info.
+            if info & 0xffff_ffff == u64::from(object::elf::R_X86_64_RELATIVE) {
                 out.push((offset, addend));
             }
         }
