@@ -48,6 +48,52 @@ pub enum Command {
     /// Record a heap profile of a running Go process into a pprof file (no eBPF needed).
     #[command(after_help = RECORD_EXAMPLES)]
     Record(RecordArgs),
+    /// CI gate: trace a running process or a command, then exit 0, or 3 with the reasons when a
+    /// leak pattern is found or a threshold is crossed.
+    #[command(after_help = CHECK_EXAMPLES)]
+    Check(CheckArgs),
+}
+
+const CHECK_EXAMPLES: &str = "\
+Examples:
+  sudo gotrace check --duration 60s -- ./myservice --smoke-test
+  sudo gotrace check --pid $(pidof mysvc) --duration 2m --max-inuse 512MiB --max-goroutines 5000
+  sudo gotrace check --fail-on goroutine-leak,heap-growth -- ./pkg.test -test.run TestLoad
+
+Exit codes: 0 pass, 3 fail (reasons printed, one per line), 1 error. With a command, a non-zero
+exit of the command also fails the check. By default any finding fails it (--fail-on none to
+only enforce the thresholds). The report and profiles are written to --out as with attach.";
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Trace this running process instead of starting a command.
+    #[arg(long, conflicts_with = "command")]
+    pub pid: Option<u32>,
+
+    /// How long to trace (default: until the command exits; required with --pid).
+    #[arg(short, long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Patterns that fail the check (goroutine-leak, heap-growth, finalizer-abuse), or `all`
+    /// (default) or `none`.
+    #[arg(long, value_delimiter = ',', default_value = "all")]
+    pub fail_on: Vec<String>,
+
+    /// Fail when the heap in use exceeds this at any point (e.g. 512MiB).
+    #[arg(long, value_parser = parse_size)]
+    pub max_inuse: Option<u64>,
+
+    /// Fail when more goroutines than this are alive at any point.
+    #[arg(long)]
+    pub max_goroutines: Option<u64>,
+
+    /// Output directory for the report and profiles (default: gotrace-<pid>-<time>).
+    #[arg(short, long)]
+    pub out: Option<PathBuf>,
+
+    /// The command to start and trace (after `--`).
+    #[arg(last = true, value_name = "CMD ARGS")]
+    pub command: Vec<String>,
 }
 
 const RECORD_EXAMPLES: &str = "\
@@ -203,6 +249,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Attach(args) => attach(args),
         Command::Inspect(args) => inspect(args),
         Command::Record(args) => record(args),
+        Command::Check(args) => check(args),
         Command::Dump(args) => {
             let dump = gotrace::dump::take(args.pid, args.system)?;
             if args.json {
@@ -427,6 +474,115 @@ fn record(args: RecordArgs) -> Result<ExitCode> {
         args.output.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn check(args: CheckArgs) -> Result<ExitCode> {
+    use gotrace::check::{wait_for_go_runtime, Gate};
+    let mut child = None;
+    let pid = match (args.pid, args.command.split_first()) {
+        (Some(pid), _) => {
+            if args.duration.is_none() {
+                anyhow::bail!("--pid needs --duration: how long to watch the process");
+            }
+            pid
+        }
+        (None, Some((cmd, rest))) => {
+            let c = std::process::Command::new(cmd)
+                .args(rest)
+                .spawn()
+                .map_err(|e| anyhow::anyhow!("cannot start {cmd}: {e}"))?;
+            let pid = c.id();
+            child = Some(c);
+            if let Err(e) = wait_for_go_runtime(pid, std::time::Duration::from_secs(10)) {
+                return finished_before_attach(child.as_mut().unwrap(), e);
+            }
+            pid
+        }
+        (None, None) => anyhow::bail!("give a command after `--`, or --pid PID --duration DUR"),
+    };
+    let options = AttachOptions {
+        duration: args.duration,
+        tick: std::time::Duration::from_millis(500),
+        ..AttachOptions::default()
+    };
+    let mut session = match (Session::attach(pid, options), child.as_mut()) {
+        (Ok(s), _) => s,
+        (Err(e), Some(c)) => return finished_before_attach(c, e),
+        (Err(e), None) => return Err(e.into()),
+    };
+    eprintln!(
+        "gotrace check: tracing {pid} ({}){}",
+        session.target.binary.buildinfo.version_string,
+        match args.duration {
+            Some(d) => format!(" for {}", humantime::format_duration(d)),
+            None => " until it exits".into(),
+        }
+    );
+    let reason = run_live(&mut session, true, None)?;
+    let report = Report::build(&session, reason);
+    let out = args.out.unwrap_or_else(|| outputs::default_dir(pid));
+    std::fs::create_dir_all(&out).map_err(|source| gotrace::Error::Output {
+        path: out.clone(),
+        source,
+    })?;
+    outputs::write_heap(&session, &out)?;
+    report.write(&out)?;
+    let gate = Gate {
+        fail_on: match args.fail_on.as_slice() {
+            [all] if all == "all" => None,
+            [none] if none == "none" => Some(Vec::new()),
+            list => Some(list.to_vec()),
+        },
+        max_inuse: args.max_inuse,
+        max_goroutines: args.max_goroutines,
+    };
+    let mut verdict = gate.judge(&report, session.peak_heap_in_use, session.peak_goroutines);
+    if let Some(mut c) = child {
+        // A command still running when --duration ends is stopped: the check is over.
+        if c.try_wait()?.is_none() {
+            let _ = c.kill();
+        }
+        let status = c.wait()?;
+        if !status.success() && args.duration.is_none() {
+            verdict.passed = false;
+            verdict
+                .reasons
+                .push(format!("the command failed ({status})"));
+        }
+    }
+    drop(session);
+    if verdict.passed {
+        eprintln!("gotrace check: PASS (report in {})", out.display());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("gotrace check: FAIL (report in {})", out.display());
+        for r in &verdict.reasons {
+            eprintln!("  - {r}");
+        }
+        Ok(ExitCode::from(3))
+    }
+}
+
+/// A command that ended before gotrace could attach: nothing was traced, so the command's own
+/// exit status decides; any other failure to attach is an error.
+fn finished_before_attach(
+    child: &mut std::process::Child,
+    error: impl Into<anyhow::Error>,
+) -> Result<ExitCode> {
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let Some(status) = child.try_wait()? else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(error.into());
+    };
+    eprintln!("gotrace check: the command exited ({status}) before gotrace could attach: nothing was traced");
+    if status.success() {
+        eprintln!("gotrace check: PASS");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("gotrace check: FAIL\n  - the command failed ({status})");
+        Ok(ExitCode::from(3))
+    }
 }
 
 /// Resolves on Ctrl-C (SIGINT), SIGTERM or SIGHUP.

@@ -5,6 +5,7 @@
 //! API against real traced processes.
 
 pub mod binary;
+pub mod check;
 pub mod detect;
 pub mod dump;
 pub mod error;

@@ -138,6 +138,9 @@ pub struct Session {
     finalizer_abuse: FinalizerAbuse,
     /// The detectors' current verdicts.
     pub findings: Vec<Finding>,
+    /// The most heap in use (runtime's count) and user goroutines seen at any look.
+    pub peak_heap_in_use: Option<u64>,
+    pub peak_goroutines: Option<u64>,
     /// Every user goroutine's stack (link-time return PCs) with how many goroutines share it,
     /// taken at the end of `run` while the target still runs: the goroutine profile.
     pub goroutine_stacks: Option<Vec<(Vec<u64>, u64)>>,
@@ -223,6 +226,8 @@ impl Session {
             growth,
             finalizer_abuse: FinalizerAbuse::default(),
             findings: Vec::new(),
+            peak_heap_in_use: None,
+            peak_goroutines: None,
             goroutine_stacks: None,
         };
         session.observe();
@@ -290,7 +295,9 @@ impl Session {
         let t = self.started.elapsed().as_secs_f64();
         if let Some(a) = &self.readers.allgs {
             if let Ok(snapshot) = a.snapshot(&self.target) {
-                self.census = Some(census_of(&snapshot, &self.target));
+                let census = census_of(&snapshot, &self.target);
+                self.peak_goroutines = self.peak_goroutines.max(Some(census.user));
+                self.census = Some(census);
                 self.leaks.update(t, &snapshot, &self.target);
                 let queue = self
                     .readers
@@ -315,6 +322,7 @@ impl Session {
             return;
         };
         let new_cycle = self.gc.latest.is_none_or(|l| l.cycles != gc.cycles);
+        self.peak_heap_in_use = self.peak_heap_in_use.max(Some(gc.heap_in_use));
         self.gc
             .observe(self.started.elapsed().as_secs_f64(), gc, self.census);
         if new_cycle || self.heap.is_none() {
