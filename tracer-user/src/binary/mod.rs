@@ -67,7 +67,7 @@ impl GoBinary {
                 return Err(Error::BadBinary {
                     path: display.to_string(),
                     reason: format!(
-                        "truncated: {} bytes, but its program headers map {end} (corrupt or partly copied file?)",
+                        "truncated or corrupt file: {} bytes, but its program headers map {end} (a partial copy?)",
                         data.len()
                     ),
                 });
@@ -81,7 +81,7 @@ impl GoBinary {
         };
         if header.is_some() && section.is_none() {
             return Err(corrupt(
-                "truncated: its .go.buildinfo section lies past the end of the file".into(),
+                "truncated or corrupt file: its .go.buildinfo section lies past its end".into(),
             ));
         }
         let buildinfo = BuildInfo::find(&data, section).map_err(|e| match e {
