@@ -13,13 +13,14 @@ use tracer_common::ProbeKind;
 
 use crate::{
     detect::{
-        finalizer_abuse::FinalizerAbuse, goroutine_leak::GoroutineLeaks, heap_growth::HeapGrowth,
-        Finding,
+        chan_backlog::ChanBacklog, finalizer_abuse::FinalizerAbuse, goroutine_leak::GoroutineLeaks,
+        heap_growth::HeapGrowth, Finding,
     },
     error::{Error, Result},
     events::Event,
     goruntime::{
-        allgs::{census_of, AllGs, Census},
+        allgs::{census_of, AllGs, Census, GSnapshot},
+        channels::ChannelReader,
         finalizers::FinalizerQueue,
         gcstats::{GcReader, GcSnapshot},
         heapprof::{HeapReader, SamplerState},
@@ -102,6 +103,7 @@ struct Readers {
     specials: Option<SpecialsReader>,
     goids: Option<GoidCounter>,
     finq: Option<FinalizerQueue>,
+    channels: Option<ChannelReader>,
 }
 
 pub struct Session {
@@ -136,6 +138,9 @@ pub struct Session {
     pub leaks: GoroutineLeaks,
     growth: HeapGrowth,
     finalizer_abuse: FinalizerAbuse,
+    chan_backlog: ChanBacklog,
+    /// The latest goroutine snapshot (for the detectors' stacks).
+    snapshot: Vec<GSnapshot>,
     /// The detectors' current verdicts.
     pub findings: Vec<Finding>,
     /// The most heap in use (runtime's count) and user goroutines seen at any look.
@@ -165,6 +170,7 @@ impl Session {
             specials: SpecialsReader::new(&target, &runtime),
             goids: GoidCounter::new(&target, &runtime),
             finq: FinalizerQueue::new(&target, &runtime),
+            channels: ChannelReader::new(&runtime),
         };
         let (sampler, heap_unavailable) = match &readers.heap {
             None => (
@@ -225,6 +231,8 @@ impl Session {
             leaks,
             growth,
             finalizer_abuse: FinalizerAbuse::default(),
+            chan_backlog: ChanBacklog::default(),
+            snapshot: Vec::new(),
             findings: Vec::new(),
             peak_heap_in_use: None,
             peak_goroutines: None,
@@ -306,6 +314,18 @@ impl Session {
                     .and_then(|q| q.len(&self.target).ok());
                 self.finalizer_abuse
                     .update(t, queue, &snapshot, &self.target, &self.tracebacks);
+                if let Some(r) = &self.readers.channels {
+                    let known: Vec<u64> = self.model.channels.by_address.keys().copied().collect();
+                    self.chan_backlog.update(
+                        t,
+                        &snapshot,
+                        known,
+                        r,
+                        &self.target,
+                        &self.tracebacks,
+                    );
+                }
+                self.snapshot = snapshot;
             }
         }
         if let Some(g) = &self.readers.goids {
@@ -340,6 +360,12 @@ impl Session {
         let sym = crate::symbols::Symbolizer::new(&self.target.binary);
         let mut findings = self.leaks.findings(t, &self.target, &self.tracebacks, &sym);
         findings.extend(self.growth.findings(&sym, &self.ages.by_bucket()));
+        findings.extend(self.chan_backlog.findings(
+            &self.snapshot,
+            &self.target,
+            &self.tracebacks,
+            &sym,
+        ));
         findings.extend(self.finalizer_abuse.findings(
             t,
             self.started.elapsed().as_secs_f64(),

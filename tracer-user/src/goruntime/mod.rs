@@ -2,6 +2,7 @@
 //! offsets of this binary's release, and the probe configuration derived from them.
 
 pub mod allgs;
+pub mod channels;
 pub mod datasyms;
 pub mod finalizers;
 pub mod gcstats;

@@ -1,0 +1,128 @@
+//! Channels read from outside. gotrace learns a channel's address when a goroutine blocks on it
+//! (its `g.waiting` list of sudogs names the channels of a send, receive or select) or from
+//! the `--chan-sends` probe, then reads the channel's buffer fill and wait queues every tick.
+
+use super::{allgs::GSnapshot, Field, Runtime};
+use crate::{binary::GoVersion, error::Result, target::Target, util::read_u64};
+
+/// Longest sudog list followed (a wait queue of a channel, a select's cases).
+const MAX_SUDOGS: usize = 100_000;
+
+/// A channel's state at one look.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChanState {
+    pub len: u64,
+    pub cap: u64,
+    pub closed: bool,
+    /// Goroutines blocked sending to / receiving from it.
+    pub senders: u64,
+    pub receivers: u64,
+    /// One blocked sender's g (to show where producers wait).
+    pub a_sender: Option<u64>,
+}
+
+pub struct ChannelReader {
+    g_waiting: u64,
+    sudog_g: u64,
+    sudog_next: u64,
+    sudog_waitlink: u64,
+    sudog_c: u64,
+    qcount: u64,
+    dataqsiz: u64,
+    closed: u64,
+    recvq: u64,
+    sendq: u64,
+    waitq_first: u64,
+}
+
+impl ChannelReader {
+    pub fn new(runtime: &Runtime) -> Option<Self> {
+        let o = |f| runtime.offsets.get(f);
+        // Go 1.26 made sudog.c a maybeTraceableChan {vp, vu}: the GC-hidden uintptr `vu` is the
+        // one always set.
+        let c_word = if runtime.version >= GoVersion::new(1, 26, 0) {
+            8
+        } else {
+            0
+        };
+        Some(ChannelReader {
+            g_waiting: o(Field::GWaiting)?,
+            sudog_g: o(Field::SudogG)?,
+            sudog_next: o(Field::SudogNext)?,
+            sudog_waitlink: o(Field::SudogWaitlink)?,
+            sudog_c: o(Field::SudogC)? + c_word,
+            qcount: o(Field::HchanQcount)?,
+            dataqsiz: o(Field::HchanDataqsiz)?,
+            closed: o(Field::HchanClosed)?,
+            recvq: o(Field::HchanRecvq)?,
+            sendq: o(Field::HchanSendq)?,
+            waitq_first: o(Field::WaitqFirst)?,
+        })
+    }
+
+    /// Channels the given blocked goroutines wait on (a select waits on several).
+    pub fn blocked_on(&self, target: &Target, gs: &[&GSnapshot]) -> Vec<u64> {
+        let mem = &target.memory;
+        let mut out = Vec::new();
+        for g in gs {
+            let Ok(mut sg) = mem.read_u64(g.addr + self.g_waiting) else {
+                continue;
+            };
+            for _ in 0..64 {
+                if sg == 0 {
+                    break;
+                }
+                match mem.read_u64(sg + self.sudog_c) {
+                    Ok(c) if c != 0 && !out.contains(&c) => out.push(c),
+                    _ => {}
+                }
+                sg = mem.read_u64(sg + self.sudog_waitlink).unwrap_or(0);
+            }
+        }
+        out
+    }
+
+    /// The state of the channel at `addr`.
+    pub fn state(&self, target: &Target, addr: u64) -> Result<ChanState> {
+        let mem = &target.memory;
+        let span = [
+            self.qcount,
+            self.dataqsiz,
+            self.closed,
+            self.recvq,
+            self.sendq,
+        ]
+        .into_iter()
+        .max()
+        .unwrap()
+            + self.waitq_first
+            + 8;
+        let h = mem.read_vec(addr, span as usize)?;
+        let w = |o: u64| read_u64(&h, o as usize).unwrap_or(0);
+        let (senders, a_sender) = self.queue(target, w(self.sendq + self.waitq_first));
+        let (receivers, _) = self.queue(target, w(self.recvq + self.waitq_first));
+        Ok(ChanState {
+            len: w(self.qcount),
+            cap: w(self.dataqsiz),
+            closed: (w(self.closed) & 0xffff_ffff) != 0,
+            senders,
+            receivers,
+            a_sender,
+        })
+    }
+
+    /// Length of a wait queue and its first goroutine.
+    fn queue(&self, target: &Target, first: u64) -> (u64, Option<u64>) {
+        let mem = &target.memory;
+        let g = (first != 0)
+            .then(|| mem.read_u64(first + self.sudog_g).ok())
+            .flatten();
+        let mut n = 0;
+        let mut sg = first;
+        while sg != 0 && n < MAX_SUDOGS as u64 {
+            n += 1;
+            sg = mem.read_u64(sg + self.sudog_next).unwrap_or(0);
+        }
+        (n, g)
+    }
+}
