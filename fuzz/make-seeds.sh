@@ -40,4 +40,30 @@ out += struct.pack("<QQ", 0x401000, 0x402000)
 open(sys.argv[2], "wb").write(out)
 PY
 done
+# Small DWARF seeds (fast to mutate) from a C program with inlined calls, in DWARF 4 and 5.
+mkdir -p "$corpus/dwarf-small"
+cat > "$tmp/inl.c" <<'C'
+static inline int leaf(int x) { return x * 3 + 1; }
+static inline int mid(int x) { return leaf(x) + leaf(x + 1); }
+int top(int x) { return mid(x) * 2; }
+int main(int argc, char **argv) { (void)argv; return top(argc); }
+C
+for v in 4 5; do
+    gcc -O2 -g -gdwarf-$v -o "$tmp/inl$v" "$tmp/inl.c"
+    python3 - "$tmp/inl$v" "$corpus/dwarf-small/c-dwarf$v" <<'PY'
+import struct, subprocess, sys, tempfile, os
+names = [".debug_abbrev", ".debug_info", ".debug_line", ".debug_str", ".debug_ranges",
+         ".debug_rnglists", ".debug_aranges", ".debug_line_str", ".debug_addr",
+         ".debug_str_offsets", ".debug_loc", ".debug_loclists"]
+out = b""
+for n in names:
+    with tempfile.NamedTemporaryFile() as t:
+        subprocess.run(["objcopy", "--dump-section", n + "=" + t.name, sys.argv[1],
+                        os.devnull], check=False, stderr=subprocess.DEVNULL)
+        data = open(t.name, "rb").read()
+    out += struct.pack("<I", len(data)) + data
+out += struct.pack("<QQQQ", 0x1040, 0x1050, 0x1130, 0x1140)
+open(sys.argv[2], "wb").write(out)
+PY
+done
 ls -la "$corpus"/*
