@@ -13,8 +13,9 @@ use tracer_common::ProbeKind;
 
 use crate::{
     detect::{
-        chan_backlog::ChanBacklog, finalizer_abuse::FinalizerAbuse, goroutine_leak::GoroutineLeaks,
-        heap_growth::HeapGrowth, Finding,
+        chan_backlog::ChanBacklog, closure_retention::ClosureRetention,
+        finalizer_abuse::FinalizerAbuse, goroutine_leak::GoroutineLeaks, heap_growth::HeapGrowth,
+        syncpool_misuse::SyncPoolMisuse, Finding,
     },
     error::{Error, Result},
     events::Event,
@@ -137,6 +138,10 @@ pub struct Session {
     tracebacks: Tracebacks,
     pub leaks: GoroutineLeaks,
     growth: HeapGrowth,
+    pool_misuse: SyncPoolMisuse,
+    closure_retention: ClosureRetention,
+    /// Each allocation site's heap values per GC cycle.
+    pub heap_series: crate::model::heap_series::HeapSeries,
     finalizer_abuse: FinalizerAbuse,
     chan_backlog: ChanBacklog,
     /// The latest goroutine snapshot (for the detectors' stacks).
@@ -230,6 +235,9 @@ impl Session {
             tracebacks,
             leaks,
             growth,
+            pool_misuse: SyncPoolMisuse::default(),
+            closure_retention: ClosureRetention::default(),
+            heap_series: Default::default(),
             finalizer_abuse: FinalizerAbuse::default(),
             chan_backlog: ChanBacklog::default(),
             snapshot: Vec::new(),
@@ -349,7 +357,7 @@ impl Session {
             self.read_heap();
             self.scan_specials(gc.cycles);
             if let Some(h) = &self.heap {
-                self.growth.update(t, gc.cycles, h);
+                self.heap_series.update(t, gc.cycles, h);
             }
         }
         self.judge(t);
@@ -359,7 +367,16 @@ impl Session {
     fn judge(&mut self, t: f64) {
         let sym = crate::symbols::Symbolizer::new(&self.target.binary);
         let mut findings = self.leaks.findings(t, &self.target, &self.tracebacks, &sym);
-        findings.extend(self.growth.findings(&sym, &self.ages.by_bucket()));
+        let ages = self.ages.by_bucket();
+        findings.extend(self.growth.findings(&self.heap_series, &sym, &ages));
+        findings.extend(self.pool_misuse.findings(&self.heap_series, &sym));
+        findings.extend(self.closure_retention.findings(
+            &self.heap_series,
+            &ages,
+            &self.leaks.long_lived(t),
+            &self.target.binary,
+            &sym,
+        ));
         findings.extend(self.chan_backlog.findings(
             &self.snapshot,
             &self.target,

@@ -137,6 +137,19 @@ impl GoroutineLeaks {
             .retain(|_, s| s.points.iter().any(|(_, n)| *n > 0));
     }
 
+    /// Creation sites with goroutines alive at every look since they were first seen:
+    /// (`go` statement PC, start PC, live, seconds alive), as of time `t`.
+    pub fn long_lived(&self, t: f64) -> Vec<(u64, u64, u64, f64)> {
+        self.sites
+            .iter()
+            .filter(|(_, s)| s.points.iter().all(|p| p.1 > 0))
+            .filter_map(|(pc, s)| {
+                let &(_, live) = s.points.back()?;
+                Some((*pc, s.startpc, live, t - s.first_seen))
+            })
+            .collect()
+    }
+
     /// Live goroutines per creation site at the latest look: (`go` statement PC, start PC,
     /// live, blocked), most first.
     pub fn live_by_site(&self) -> Vec<(u64, u64, u64, u64)> {

@@ -1,14 +1,20 @@
 //! `heap-growth`: an allocation site whose bytes in use keep rising from one GC cycle to the
 //! next, with objects that survive cycle after cycle. Go's heap profile says how much a site
 //! holds now; the series over cycles and the objects' ages say that it only grows.
+//!
+//! When the growing memory is allocated inside `sync.Map` the verdict is `syncmap-growth`
+//! instead, pointing at the code that stores into the map (see [`super::syncmap_growth`]).
 
 use std::collections::{HashMap, VecDeque};
 
 use serde_json::json;
 
-use super::Finding;
+use super::{site_of, syncmap_growth, Finding};
 use crate::{
-    model::heap::{scale, AgeHistogram, HeapProfile},
+    model::{
+        heap::AgeHistogram,
+        heap_series::{HeapSeries, Point},
+    },
     symbols::{Frame, Symbolizer},
 };
 
@@ -35,101 +41,94 @@ impl Default for Config {
     }
 }
 
-/// Observations kept per site.
-const WINDOW: usize = 64;
+/// How a site grew, when it grows by [`Config`]'s measure.
+#[derive(Clone, Copy, Debug)]
+pub struct Growth {
+    pub first: Point,
+    pub last: Point,
+    pub grew_bytes: u64,
+    pub cycles: u32,
+}
+
+impl Growth {
+    pub fn evidence(&self, points: usize, age: Option<&AgeHistogram>) -> serde_json::Value {
+        json!({
+            "inuse_bytes": self.last.inuse_bytes,
+            "inuse_objects": self.last.inuse_objects,
+            "inuse_bytes_first": self.first.inuse_bytes,
+            "grew_by_bytes": self.grew_bytes,
+            "gc_cycles": self.cycles,
+            "growth_per_cycle_bytes": self.grew_bytes / u64::from(self.cycles),
+            "growth_per_s_bytes": (self.grew_bytes as f64 / (self.last.t() - self.first.t()).max(1e-3)).round(),
+            "observations": points,
+            "age": age,
+        })
+    }
+}
+
+/// Whether the points of one site show growth, and how much.
+pub fn grows(points: &VecDeque<Point>, c: &Config) -> Option<Growth> {
+    if points.len() < c.min_cycles {
+        return None;
+    }
+    let (first, last) = (points[0], points[points.len() - 1]);
+    let grew_bytes = last.inuse_bytes.saturating_sub(first.inuse_bytes);
+    let downs = points
+        .iter()
+        .zip(points.iter().skip(1))
+        .filter(|(a, b)| b.inuse_bytes < a.inuse_bytes)
+        .count();
+    (grew_bytes >= c.min_growth_bytes
+        && grew_bytes as f64 >= c.min_growth_ratio * first.inuse_bytes as f64
+        && downs as f64 <= c.max_down_steps * (points.len() - 1) as f64)
+        .then_some(Growth {
+            first,
+            last,
+            grew_bytes,
+            cycles: last.cycle.wrapping_sub(first.cycle).max(1),
+        })
+}
 
 #[derive(Debug, Default)]
 pub struct HeapGrowth {
     pub config: Config,
-    /// bucket -> (seconds since attach, GC cycle, scaled bytes in use)
-    series: HashMap<u64, VecDeque<(f64, u32, u64)>>,
-    stacks: HashMap<u64, Vec<u64>>,
 }
 
 impl HeapGrowth {
     pub fn new(config: Config) -> Self {
-        HeapGrowth {
-            config,
-            ..Default::default()
-        }
+        HeapGrowth { config }
     }
 
-    /// Adds the heap profile published by GC cycle `cycle`.
-    pub fn update(&mut self, t: f64, cycle: u32, profile: &HeapProfile) {
-        let mut seen = HashMap::new();
-        for r in &profile.records {
-            let (_, bytes) = scale(r.inuse_objects(), r.object_size, profile.sample_rate);
-            *seen.entry(r.bucket).or_insert(0) += bytes;
-            self.stacks
-                .entry(r.bucket)
-                .or_insert_with(|| r.stack.clone());
-        }
-        for (bucket, bytes) in seen {
-            let s = self.series.entry(bucket).or_default();
-            if s.back().is_some_and(|&(_, c, _)| c == cycle) {
-                s.pop_back();
-            }
-            s.push_back((t, cycle, bytes));
-            if s.len() > WINDOW {
-                s.pop_front();
-            }
-        }
-    }
-
-    pub fn findings(&self, sym: &Symbolizer, ages: &HashMap<u64, AgeHistogram>) -> Vec<Finding> {
-        let c = &self.config;
+    pub fn findings(
+        &self,
+        series: &HeapSeries,
+        sym: &Symbolizer,
+        ages: &HashMap<u64, AgeHistogram>,
+    ) -> Vec<Finding> {
         let mut out = Vec::new();
-        for (bucket, s) in &self.series {
-            if s.len() < c.min_cycles {
+        for (bucket, points) in series.sites() {
+            let Some(growth) = grows(points, &self.config) else {
                 continue;
-            }
-            let (t0, c0, first) = s[0];
-            let (t1, c1, last) = s[s.len() - 1];
-            let grew = last.saturating_sub(first);
-            let downs = s
-                .iter()
-                .zip(s.iter().skip(1))
-                .filter(|(a, b)| b.2 < a.2)
-                .count();
-            if grew < c.min_growth_bytes
-                || (grew as f64) < c.min_growth_ratio * first as f64
-                || downs as f64 > c.max_down_steps * (s.len() - 1) as f64
-            {
-                continue;
-            }
-            let age = ages.get(bucket);
+            };
+            let age = ages.get(&bucket);
             // Growth made of fresh objects that die young is churn, not a leak.
             if age.is_some_and(|a| a.oldest < 2) {
                 continue;
             }
-            let stack: Vec<Frame> = self
-                .stacks
-                .get(bucket)
-                .map(|pcs| pcs.iter().flat_map(|pc| sym.caller_frames(*pc)).collect())
-                .unwrap_or_default();
-            let site = stack
+            let stack: Vec<Frame> = series
+                .stack(bucket)
                 .iter()
-                .find(|f| {
-                    !f.function.starts_with("runtime.")
-                        && !f.function.starts_with("internal/runtime/")
-                })
-                .cloned()
-                .unwrap_or_else(|| Frame::unknown(0));
-            let cycles = c1.wrapping_sub(c0).max(1);
+                .flat_map(|pc| sym.caller_frames(*pc))
+                .collect();
+            if syncmap_growth::in_sync_map(&stack) {
+                out.push(syncmap_growth::finding(stack, &growth, points.len(), age));
+                continue;
+            }
             out.push(Finding {
                 pattern: "heap-growth",
-                site,
+                site: site_of(&stack),
+                evidence: growth.evidence(points.len(), age),
                 stack,
-                evidence: json!({
-                    "inuse_bytes": last,
-                    "inuse_bytes_first": first,
-                    "grew_by_bytes": grew,
-                    "gc_cycles": cycles,
-                    "growth_per_cycle_bytes": grew / u64::from(cycles),
-                    "growth_per_s_bytes": (grew as f64 / (t1 - t0).max(1e-3)).round(),
-                    "observations": s.len(),
-                    "age": age,
-                }),
                 hint: "objects allocated here stay reachable cycle after cycle: look for a map, slice or cache that only grows (bound or evict it) or a reference held by a long-lived goroutine or closure".into(),
             });
         }

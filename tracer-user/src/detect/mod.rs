@@ -2,9 +2,12 @@
 //! pattern; report.json lists them under `findings`, and the live view prints each new one.
 
 pub mod chan_backlog;
+pub mod closure_retention;
 pub mod finalizer_abuse;
 pub mod goroutine_leak;
 pub mod heap_growth;
+pub mod syncmap_growth;
+pub mod syncpool_misuse;
 
 use serde::Serialize;
 
@@ -23,4 +26,29 @@ pub struct Finding {
     pub evidence: serde_json::Value,
     /// A one-line suggestion.
     pub hint: String,
+}
+
+/// The code to point at in an allocation stack: its first frame outside the runtime (as Go's
+/// heap profile hides the allocator).
+pub fn site_of(stack: &[Frame]) -> Frame {
+    stack
+        .iter()
+        .find(|f| !is_runtime(&f.function))
+        .or(stack.first())
+        .cloned()
+        .unwrap_or_else(|| Frame::unknown(0))
+}
+
+pub fn is_runtime(function: &str) -> bool {
+    function.starts_with("runtime.") || function.starts_with("internal/runtime/")
+}
+
+/// The first frame, going outwards, past the frames of `inside` (e.g. the caller of
+/// `sync.(*Map).Store`): the user code that called into it.
+pub fn caller_of(stack: &[Frame], inside: impl Fn(&str) -> bool) -> Option<Frame> {
+    let last_inside = stack.iter().rposition(|f| inside(&f.function))?;
+    stack[last_inside + 1..]
+        .iter()
+        .find(|f| !is_runtime(&f.function))
+        .cloned()
 }

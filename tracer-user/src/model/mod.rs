@@ -4,6 +4,7 @@ pub mod channels;
 pub mod gc;
 pub mod goroutines;
 pub mod heap;
+pub mod heap_series;
 
 use tracer_common::ProbeKind;
 

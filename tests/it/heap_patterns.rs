@@ -1,0 +1,128 @@
+//! Verdicts read from Go's heap profile over GC cycles, each with a healthy twin:
+//! `syncmap-growth` (keys never deleted), `syncpool-misuse` (objects never put back),
+//! `closure-retention` (a long-lived goroutine's closure keeps a large object alive).
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use gotrace::{detect::Finding, export::Report, probes::ProbeSelection, AttachOptions};
+use gotrace_tests::{bpf, fixtures, trace, GoProcess, Toolchain, Variant};
+
+/// Traces `fixture -mode <mode>` for `secs` (telling it "go" once attached).
+fn traced(fixture: &str, mode: &str, release: &str, variant: Variant, secs: u64) -> Result<Report> {
+    let exe = fixtures::build(fixture, Toolchain::find(release)?, variant)?;
+    let mut proc = GoProcess::start(&exe, &["-mode", mode])?;
+    let tracing = trace::start(
+        proc.pid(),
+        AttachOptions {
+            probes: ProbeSelection::none(),
+            tick: Duration::from_millis(250),
+            sample_rate: Some(64 * 1024),
+            ..AttachOptions::default()
+        },
+    )?;
+    proc.send("go")?;
+    std::thread::sleep(Duration::from_secs(secs));
+    let (session, reason) = tracing.finish()?;
+    Ok(Report::build(&session, reason))
+}
+
+fn finding<'r>(report: &'r Report, pattern: &str) -> Result<&'r Finding> {
+    report
+        .findings
+        .iter()
+        .find(|f| f.pattern == pattern)
+        .with_context(|| format!("no {pattern} finding: {:#?}", report.findings))
+}
+
+fn none_of(report: &Report, patterns: &[&str]) {
+    let bad: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| patterns.contains(&f.pattern))
+        .collect();
+    assert!(bad.is_empty(), "{bad:#?}");
+}
+
+fn syncmap(release: &str, variant: Variant) -> Result<()> {
+    let lock = bpf::exclusive();
+    let leak = traced("syncmap", "leak", release, variant, 8)?;
+    let f = finding(&leak, "syncmap-growth")?;
+    assert_eq!(f.site.function, "main.remember", "{f:#?}");
+    assert!(
+        f.evidence["entries_added_per_s"].as_f64().unwrap() > 100.0,
+        "{}",
+        f.evidence
+    );
+    let healthy = traced("syncmap", "healthy", release, variant, 8)?;
+    none_of(&healthy, &["syncmap-growth", "heap-growth"]);
+    lock.assert_nothing_loaded()
+}
+
+fn syncpool(release: &str, variant: Variant) -> Result<()> {
+    let lock = bpf::exclusive();
+    let leak = traced("syncpool", "leak", release, variant, 6)?;
+    let f = finding(&leak, "syncpool-misuse")?;
+    assert_eq!(f.site.function, "main.handle", "{f:#?}");
+    assert_eq!(
+        f.evidence["new_function"], "main.newBuffer",
+        "{}",
+        f.evidence
+    );
+    let healthy = traced("syncpool", "healthy", release, variant, 6)?;
+    none_of(&healthy, &["syncpool-misuse"]);
+    lock.assert_nothing_loaded()
+}
+
+fn closure(release: &str, variant: Variant) -> Result<()> {
+    let lock = bpf::exclusive();
+    let leak = traced("closure", "leak", release, variant, 8)?;
+    let f = finding(&leak, "closure-retention")?;
+    assert_eq!(f.site.function, "main.start", "the go statement: {f:#?}");
+    assert!(
+        f.evidence["retained_bytes"].as_u64().unwrap() >= 16 << 20,
+        "{}",
+        f.evidence
+    );
+    assert!(
+        f.evidence["goroutine_function"]
+            .as_str()
+            .unwrap()
+            .starts_with("main.start.func"),
+        "{}",
+        f.evidence
+    );
+    let healthy = traced("closure", "healthy", release, variant, 8)?;
+    none_of(&healthy, &["closure-retention"]);
+    lock.assert_nothing_loaded()
+}
+
+#[test]
+fn syncmap_go_oldest() -> Result<()> {
+    syncmap("1.19", Variant::Default)
+}
+
+#[test]
+fn syncmap_go_newest_stripped() -> Result<()> {
+    syncmap("1.27", Variant::Stripped)
+}
+
+#[test]
+fn syncpool_go_oldest_stripped() -> Result<()> {
+    syncpool("1.19", Variant::Stripped)
+}
+
+#[test]
+fn syncpool_go_newest() -> Result<()> {
+    syncpool("1.27", Variant::Default)
+}
+
+#[test]
+fn closure_go_oldest() -> Result<()> {
+    closure("1.19", Variant::Default)
+}
+
+#[test]
+fn closure_go_newest_stripped() -> Result<()> {
+    closure("1.27", Variant::Stripped)
+}
