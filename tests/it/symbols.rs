@@ -187,7 +187,7 @@ fn check_inline_frames(
     variant: Variant,
     source: gotrace::symbols::Source,
 ) -> Result<usize> {
-    use gotrace::symbols::{Source, Symbolizer};
+    use gotrace::symbols::{pclntab::func_name_for_print, Source, Symbolizer};
     let exe = fixture("inline", tc, variant)?;
     let bin = open(&exe)?;
     let (bias, stacks) = inline_stacks(&exe, &bin)?;
@@ -195,6 +195,8 @@ fn check_inline_frames(
         Source::Pclntab => Symbolizer::new(&bin),
         Source::Dwarf => Symbolizer::with_dwarf(&bin)?,
     };
+    let pcln = bin.pclntab();
+    let wrapper = gotrace::goruntime::Offsets::func_id_wrapper(bin.version());
     let mut checked = 0;
     let mut inlined = 0;
     for stack in &stacks {
@@ -211,18 +213,38 @@ fn check_inline_frames(
             stack.frames.len()
         );
         for (n, pc) in stack.pcs.iter().enumerate() {
-            let ours: Vec<(String, String, u32)> = sym
-                .caller_frames(pc.wrapping_sub(bias))
-                .into_iter()
-                .map(|f| (f.function, f.file, f.line))
+            let link_pc = pc.wrapping_sub(bias);
+            let frames = sym.caller_frames(link_pc);
+            let ours: Vec<(String, String, u32)> = frames
+                .iter()
+                .map(|f| (f.function.clone(), f.file.clone(), f.line))
                 .collect();
             let theirs = &stack.frames[n..(n + ours.len()).min(stack.frames.len())];
             assert_eq!(
-                ours,
-                theirs,
-                "{ctx}: frames of PC #{n} {pc:#x} (link {:#x})",
-                pc.wrapping_sub(bias)
+                ours, theirs,
+                "{ctx}: frames of PC #{n} {pc:#x} (link {link_pc:#x})"
             );
+            // The walk must reach the physical function (the function table's, validated
+            // against addr2line), unless the runtime hides it as a wrapper around inlined code.
+            let physical = pcln
+                .func_for_pc(link_pc - 1)
+                .with_context(|| format!("{ctx}: no function at {link_pc:#x}"))?;
+            let last = frames.last().context("no frames")?;
+            if last.inlined {
+                assert_eq!(
+                    pcln.func_id(physical.index),
+                    wrapper,
+                    "{ctx}: PC #{n}: the walk stopped at inlined {} inside {}",
+                    last.function,
+                    physical.name
+                );
+            } else {
+                assert_eq!(
+                    last.function,
+                    func_name_for_print(&physical.name, bin.version()),
+                    "{ctx}: PC #{n}"
+                );
+            }
             inlined += ours.len() - 1;
             checked += 1;
         }
