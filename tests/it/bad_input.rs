@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use gotrace_tests::{bpf, fixtures, go, gotrace_bin, GoProcess, Toolchain, Variant};
 
 /// Runs `prefix... gotrace attach <pid> --duration 5s` and returns its output.
-fn attach_via(prefix: &[&str], pid: u32) -> Result<Output> {
+fn attach_via(prefix: &[&str], pid: u32, extra: &[&str]) -> Result<Output> {
     let bin = gotrace_bin();
     let mut cmd = match prefix.split_first() {
         Some((first, rest)) => {
@@ -22,7 +22,8 @@ fn attach_via(prefix: &[&str], pid: u32) -> Result<Output> {
     };
     let out_dir = std::env::temp_dir().join(format!("gotrace-bad-input-{pid}"));
     cmd.args(["attach", &pid.to_string(), "--duration", "5s", "--out"])
-        .arg(&out_dir);
+        .arg(&out_dir)
+        .args(extra);
     cmd.output().context("running gotrace")
 }
 
@@ -53,7 +54,7 @@ fn dead_pid() -> Result<()> {
     let mut child = Command::new("true").spawn()?;
     let pid = child.id();
     child.wait()?;
-    let out = attach_via(&[], pid)?;
+    let out = attach_via(&[], pid, &[])?;
     assert_one_line_error(&out, &[&format!("no process with pid {pid}"), "ps -p"]);
     lock.assert_nothing_loaded()
 }
@@ -62,7 +63,7 @@ fn dead_pid() -> Result<()> {
 fn not_a_go_program() -> Result<()> {
     let lock = bpf::exclusive();
     let mut sleeper = Command::new("sleep").arg("30").spawn()?;
-    let out = attach_via(&[], sleeper.id());
+    let out = attach_via(&[], sleeper.id(), &[]);
     sleeper.kill()?;
     sleeper.wait()?;
     assert_one_line_error(&out?, &["is not a Go program", "sleep"]);
@@ -98,7 +99,7 @@ fn unsupported_version(fake: &str, needles: &[&str]) -> Result<()> {
     let patched = exe.with_file_name(format!("events-as-{fake}"));
     with_go_version(&exe, &format!("go{}", tc.release), fake, &patched)?;
     let proc = GoProcess::start(&patched, &[])?;
-    let out = attach_via(&[], proc.pid())?;
+    let out = attach_via(&[], proc.pid(), &[])?;
     assert_one_line_error(&out, needles);
     lock.assert_nothing_loaded()
 }
@@ -125,17 +126,22 @@ fn missing_privileges() -> Result<()> {
     let lock = bpf::exclusive();
     let proc = events_fixture(go::NEWEST, Variant::Default)?;
     // As `nobody`: an unprivileged user has none of CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE.
-    let out = attach_via(
-        &[
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ],
-        proc.pid(),
-    )?;
+    let nobody = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+    ];
+    // Probes need the BPF capabilities ...
+    let out = attach_via(&nobody, proc.pid(), &["--goroutine-events"])?;
     assert_one_line_error(&out, &["missing privileges", "CAP_BPF", "sudo"]);
+    // ... and reading another user's process needs ptrace rights, also without probes.
+    let out = attach_via(&nobody, proc.pid(), &[])?;
+    assert_one_line_error(
+        &out,
+        &["cannot read the executable", "Permission denied", "sudo"],
+    );
     lock.assert_nothing_loaded()
 }
 
@@ -158,6 +164,8 @@ fn kernel_without_uprobes() -> Result<()> {
             "sh",
         ],
         proc.pid(),
+        // The probes need the kernel's uprobes.
+        &["--goroutine-events"],
     )?;
     assert_one_line_error(&out, &["cannot place uprobes", "CONFIG_UPROBE_EVENTS"]);
     lock.assert_nothing_loaded()

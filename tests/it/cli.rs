@@ -134,12 +134,13 @@ fn ends_when_the_target_exits() -> Result<()> {
     let exe = fixtures::build("events", Toolchain::find(go::OLDEST)?, Variant::Default)?;
     let mut target = GoProcess::start(&exe, &["-goroutines", "5"])?;
     let out = tempdir("exit");
-    let (mut gotrace, _stderr) = spawn_attach(target.pid(), &["--goroutine-events"], &out)?;
+    let (mut gotrace, stderr) = spawn_attach(target.pid(), &["--goroutine-events"], &out)?;
     target.send("go")?;
     target.expect_line("done", Duration::from_secs(30))?;
     target.wait(Duration::from_secs(30))?;
+    let rest: Vec<String> = stderr.map_while(Result::ok).collect();
     let status = gotrace.wait()?;
-    assert!(status.success());
+    assert!(status.success(), "{status}: {rest:#?}");
     let report = read_report(&out)?;
     assert_eq!(report["session"]["end_reason"], "target-exited");
     assert_eq!(report["counters"]["goroutines_created"], 5);

@@ -5,16 +5,17 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use gotrace::{export::Report, AttachOptions};
+use gotrace::{export::Report, probes::ProbeSelection, AttachOptions};
 use gotrace_tests::{bpf, fixtures, trace, GoProcess, Toolchain, Variant};
+use tracer_common::ProbeKind;
 
-fn traced(mode: &str, release: &str, variant: Variant) -> Result<Report> {
+fn traced(mode: &str, release: &str, variant: Variant, probes: ProbeSelection) -> Result<Report> {
     let exe = fixtures::build("finalizers", Toolchain::find(release)?, variant)?;
     let proc = GoProcess::start(&exe, &["-mode", mode])?;
-    // The default probes: SetFinalizer (to name the call sites).
     let tracing = trace::start(
         proc.pid(),
         AttachOptions {
+            probes,
             tick: Duration::from_millis(500),
             ..AttachOptions::default()
         },
@@ -24,9 +25,11 @@ fn traced(mode: &str, release: &str, variant: Variant) -> Result<Report> {
     Ok(Report::build(&session, reason))
 }
 
+/// With `--finalizer-sites` the finding names the SetFinalizer call site and its rate.
 fn abuse_flagged(release: &str, variant: Variant) -> Result<()> {
     let lock = bpf::exclusive();
-    let report = traced("abuse", release, variant)?;
+    let sites = ProbeSelection::none().with(ProbeKind::SetFinalizer);
+    let report = traced("abuse", release, variant, sites)?;
     let f = report
         .findings
         .iter()
@@ -55,7 +58,7 @@ fn abuse_flagged(release: &str, variant: Variant) -> Result<()> {
 
 fn healthy_not_flagged(release: &str, variant: Variant) -> Result<()> {
     let lock = bpf::exclusive();
-    let report = traced("healthy", release, variant)?;
+    let report = traced("healthy", release, variant, ProbeSelection::none())?;
     assert!(
         report
             .findings
@@ -65,6 +68,29 @@ fn healthy_not_flagged(release: &str, variant: Variant) -> Result<()> {
         report.findings
     );
     lock.assert_nothing_loaded()
+}
+
+/// Without any probe (the default) the finding points at the finalizer that blocks.
+fn abuse_flagged_without_probes(release: &str, variant: Variant) -> Result<()> {
+    let lock = bpf::exclusive();
+    let report = traced("abuse", release, variant, ProbeSelection::none())?;
+    let f = report
+        .findings
+        .iter()
+        .find(|f| f.pattern == "finalizer-abuse")
+        .with_context(|| format!("no finalizer-abuse finding: {:#?}", report.findings))?;
+    assert_eq!(f.site.function, "main.(*resource).close", "{f:#?}");
+    assert!(
+        f.evidence["queue"].as_u64().unwrap() >= 1000,
+        "{}",
+        f.evidence
+    );
+    lock.assert_nothing_loaded()
+}
+
+#[test]
+fn abuse_flagged_without_probes_go_newest() -> Result<()> {
+    abuse_flagged_without_probes("1.27", Variant::Default)
 }
 
 #[test]

@@ -172,10 +172,13 @@ Examples:
 Stops on Ctrl-C, SIGTERM, --duration, or when the process exits; the probes are removed and the
 report is written in every case.
 
-Cost: the default probes fire on goroutine start/exit, SetFinalizer and Go's heap sampler (about
-one event per 512 KiB allocated). Each probe hit costs the target ~14 µs, so --chan-sends (every
-channel send) and --exact-alloc (every allocation: 100-200x slower allocation) are for short,
-targeted runs.";
+Cost: by default gotrace places no probe at all. It reads goroutines, the heap profile, GC
+state, channels and the finalizer queue from the runtime's memory, and turns Go's own heap
+sampler on at 512 KiB if it is off. Each probe flag makes every call of its runtime function
+trap into the kernel (~4 µs): --goroutine-events costs every `go` statement, --finalizer-sites
+every SetFinalizer, --alloc-samples every sampled allocation, --chan-sends every channel send
+(60x slower for a tight send loop), --exact-alloc every allocation (20x slower allocation).
+Use them for short, targeted runs.";
 
 /// How gotrace treats the target's heap sampler, and the live flamegraph.
 #[derive(Args, Debug)]
@@ -222,6 +225,11 @@ pub struct AttachArgs {
     /// Without it, gotrace counts goroutines from the runtime's memory at no cost.
     #[arg(long)]
     pub goroutine_events: bool,
+
+    /// Probe runtime.SetFinalizer, to name the call sites that set finalizers and their
+    /// rates (~4 µs per SetFinalizer call).
+    #[arg(long)]
+    pub finalizer_sites: bool,
 
     /// Probe every channel send (runtime.chansend): costly on send-heavy programs.
     #[arg(long)]
@@ -286,6 +294,9 @@ fn attach(args: AttachArgs) -> Result<ExitCode> {
     }
     if args.goroutine_events {
         probes = probes.with_goroutine_events();
+    }
+    if args.finalizer_sites {
+        probes = probes.with(ProbeKind::SetFinalizer);
     }
     if args.alloc_samples {
         probes = probes.with(ProbeKind::AllocSample);

@@ -160,7 +160,8 @@ impl FinalizerAbuse {
         let site = sites
             .first()
             .map(|(pc, _)| sym.caller_frame(pc.wrapping_sub(target.load_bias)))
-            .or_else(|| stack.first().cloned())
+            // The finalizer itself: the outermost frame above the runtime's finalizer loop.
+            .or_else(|| stack.last().cloned())
             .unwrap_or_else(|| Frame::unknown(0));
         let first_queue = self.queue.front().map_or(0, |q| q.1);
         vec![Finding {

@@ -29,11 +29,12 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("GOTRACE_EBPF_OBJECT"));
 pub struct ProbeSelection(Vec<ProbeKind>);
 
 impl ProbeSelection {
-    /// What `gotrace attach` places unless told otherwise: only points that fire rarely, so
-    /// the target keeps its speed (SetFinalizer). The heap profile, goroutine counts and states
-    /// need no probe: gotrace reads them from the runtime's memory.
+    /// What `gotrace attach` places unless told otherwise: nothing. The heap profile,
+    /// goroutines, GC, channels and the finalizer queue are read from the runtime's memory,
+    /// which costs the target nothing; every probe costs each call of its function a trap
+    /// (~4 µs), which some program somewhere calls in a tight loop.
     pub fn default_set() -> Self {
-        ProbeSelection(vec![ProbeKind::SetFinalizer])
+        ProbeSelection(Vec::new())
     }
 
     /// Adds the per-goroutine start/exit probes (exact events with parent and creation site;
@@ -45,7 +46,7 @@ impl ProbeSelection {
 
     /// No probe at all: the session only reads the runtime's memory (no BPF needed).
     pub fn none() -> Self {
-        ProbeSelection(Vec::new())
+        Self::default_set()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -16,7 +16,12 @@ pub fn format(s: &Summary) -> String {
         line.push_str(&format!(
             " │ heap {} / goal {} │ gc {}",
             human_bytes(gc.heap_in_use),
-            human_bytes(gc.heap_goal),
+            // GOGC=off leaves the goal at its maximum.
+            if gc.heap_goal >= 1 << 60 {
+                "off (GOGC=off)".to_string()
+            } else {
+                human_bytes(gc.heap_goal)
+            },
             gc.cycles
         ));
     }
