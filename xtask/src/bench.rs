@@ -30,7 +30,7 @@ pub use crate::bench_symbols::SymbolsArgs;
 #[derive(Args)]
 struct OverheadArgs {
     /// Workloads to run.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Workload::Alloc, Workload::AllocSampled, Workload::Json])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Workload::Alloc, Workload::Json, Workload::Churn, Workload::Chan, Workload::Finalizer, Workload::Syncmap, Workload::Pool])]
     workloads: Vec<Workload>,
     /// Probe modes to compare with untraced.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Mode::Default, Mode::ExactAlloc])]
@@ -55,6 +55,9 @@ enum Workload {
     Json,
     Churn,
     Chan,
+    Finalizer,
+    Syncmap,
+    Pool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -65,6 +68,10 @@ enum Mode {
     ExactAlloc,
     /// `--chan-sends`.
     ChanSends,
+    /// `--goroutine-events`.
+    GoroutineEvents,
+    /// `--finalizer-sites`.
+    FinalizerSites,
 }
 
 impl Workload {
@@ -75,6 +82,22 @@ impl Workload {
             Workload::Json => vec!["-mode", "json"],
             Workload::Churn => vec!["-mode", "churn"],
             Workload::Chan => vec!["-mode", "chan"],
+            Workload::Finalizer => vec!["-mode", "finalizer"],
+            Workload::Syncmap => vec!["-mode", "syncmap"],
+            Workload::Pool => vec!["-mode", "pool"],
+        }
+    }
+
+    /// The detectors whose path this workload hammers.
+    fn detectors(self) -> &'static str {
+        match self {
+            Workload::Alloc | Workload::AllocSampled => "heap-growth closure-retention",
+            Workload::Json => "(realistic)",
+            Workload::Churn => "goroutine-leak",
+            Workload::Chan => "chan-backlog",
+            Workload::Finalizer => "finalizer-abuse",
+            Workload::Syncmap => "syncmap-growth",
+            Workload::Pool => "syncpool-misuse",
         }
     }
 }
@@ -85,6 +108,8 @@ impl Mode {
             Mode::Default => ProbeSelection::default_set(),
             Mode::ExactAlloc => ProbeSelection::default_set().with(ProbeKind::Malloc),
             Mode::ChanSends => ProbeSelection::default_set().with(ProbeKind::ChanSend),
+            Mode::GoroutineEvents => ProbeSelection::default_set().with_goroutine_events(),
+            Mode::FinalizerSites => ProbeSelection::default_set().with(ProbeKind::SetFinalizer),
         }
     }
 }
@@ -115,7 +140,7 @@ fn overhead(args: OverheadArgs) -> Result<()> {
         toolchain.release, args.rounds, args.window
     );
     println!(
-        "{:<8} {:<12} {:>14} {:>14} {:>8} {:>15} {:>12} {:>8}",
+        "{:<13} {:<16} {:>14} {:>14} {:>8} {:>15} {:>10} {:>8}  {}",
         "workload",
         "mode",
         "untraced ops/s",
@@ -123,7 +148,8 @@ fn overhead(args: OverheadArgs) -> Result<()> {
         "ratio",
         "ratio min..max",
         "events/s",
-        "lost"
+        "lost",
+        "detectors on this path"
     );
     for workload in &args.workloads {
         let name = workload.to_possible_value().unwrap().get_name().to_string();
@@ -148,7 +174,7 @@ fn overhead(args: OverheadArgs) -> Result<()> {
                 .collect();
             let traced_rates: Vec<f64> = windows.iter().map(|w| w.ops_per_sec).collect();
             println!(
-                "{:<8} {:<12} {:>14} {:>14} {:>8.3} {:>15} {:>12.0} {:>8}",
+                "{:<13} {:<16} {:>14} {:>14} {:>8.3} {:>15} {:>10.0} {:>8}  {}",
                 name,
                 mode.to_possible_value().unwrap().get_name(),
                 human(median(&untraced)),
@@ -157,6 +183,7 @@ fn overhead(args: OverheadArgs) -> Result<()> {
                 format!("{:.3}..{:.3}", min(&ratios), max(&ratios)),
                 median(&windows.iter().map(|w| w.events_per_sec).collect::<Vec<_>>()),
                 windows.iter().map(|w| w.lost).sum::<u64>(),
+                workload.detectors(),
             );
         }
     }
