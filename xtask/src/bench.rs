@@ -140,7 +140,7 @@ fn overhead(args: OverheadArgs) -> Result<()> {
         toolchain.release, args.rounds, args.window
     );
     println!(
-        "{:<13} {:<16} {:>14} {:>14} {:>8} {:>15} {:>10} {:>8}  {}",
+        "{:<13} {:<16} {:>14} {:>14} {:>8} {:>15} {:>10} {:>8}  detectors on this path",
         "workload",
         "mode",
         "untraced ops/s",
@@ -149,7 +149,6 @@ fn overhead(args: OverheadArgs) -> Result<()> {
         "ratio min..max",
         "events/s",
         "lost",
-        "detectors on this path"
     );
     for workload in &args.workloads {
         let name = workload.to_possible_value().unwrap().get_name().to_string();

@@ -4,8 +4,9 @@
 //! queue (`runtime.finq`) and the heap grow. Signals:
 //! * the finalizer goroutine stuck in a user finalizer (blocked on something else than waiting
 //!   for work) for longer than a threshold — with the finalizer's stack;
-//! * the queue of due finalizers growing over successive looks;
-//! and, as evidence of where, the `SetFinalizer` call sites by rate (from the default probe).
+//! * the queue of due finalizers growing over successive looks.
+//!
+//! With `--finalizer-sites`, the `SetFinalizer` call sites and their rates say where.
 
 use std::collections::{HashMap, VecDeque};
 
