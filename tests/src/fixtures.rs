@@ -79,8 +79,11 @@ pub fn build(name: &str, toolchain: Toolchain, variant: Variant) -> Result<PathB
     toolchain.ensure()?;
     std::fs::create_dir_all(&out_dir)?;
     let tmp = out_dir.join(format!(".{name}.{}", std::process::id()));
-    let output = toolchain
-        .command()
+    let mut cmd = toolchain.command();
+    if uses_cgo(&src)? {
+        cmd.env("CGO_ENABLED", "1");
+    }
+    let output = cmd
         .current_dir(fixtures_dir())
         .args(["build", "-o"])
         .arg(&tmp)
@@ -98,6 +101,19 @@ pub fn build(name: &str, toolchain: Toolchain, variant: Variant) -> Result<PathB
     }
     std::fs::rename(&tmp, &out)?;
     Ok(out)
+}
+
+/// A fixture with `import "C"` is built with cgo (and needs gcc).
+fn uses_cgo(dir: &Path) -> Result<bool> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "go")
+            && std::fs::read_to_string(&path)?.contains("import \"C\"")
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 fn is_fresh(out: &Path, src: &Path) -> Result<bool> {

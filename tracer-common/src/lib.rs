@@ -22,10 +22,15 @@ pub enum ProbeKind {
     AllocSample = 4,
     /// Every allocation (`mallocgc` and its size-class variants): `--exact-alloc` only.
     Malloc = 5,
+    /// libc `malloc`/`calloc`/`realloc` (C code and cgo): `--cgo-malloc` only. Recorded in
+    /// [`C_ALLOCS_MAP`], not sent as events.
+    CMalloc = 6,
+    /// libc `free`: `--cgo-malloc` only.
+    CFree = 7,
 }
 
 /// Number of [`ProbeKind`] variants: the length of the counter arrays.
-pub const PROBE_KINDS: usize = 6;
+pub const PROBE_KINDS: usize = 8;
 
 impl ProbeKind {
     pub const ALL: [ProbeKind; PROBE_KINDS] = [
@@ -35,6 +40,8 @@ impl ProbeKind {
         ProbeKind::SetFinalizer,
         ProbeKind::AllocSample,
         ProbeKind::Malloc,
+        ProbeKind::CMalloc,
+        ProbeKind::CFree,
     ];
 
     pub fn from_u32(v: u32) -> Option<Self> {
@@ -48,6 +55,15 @@ pub const HITS_MAP: &str = "HITS";
 pub const LOST_MAP: &str = "LOST";
 pub const STACKS_MAP: &str = "STACKS";
 pub const CONFIG_GLOBAL: &str = "CONFIG";
+/// C allocations not freed yet: address -> [`CAlloc`].
+pub const C_ALLOCS_MAP: &str = "C_ALLOCS";
+
+/// Outstanding C bytes and blocks per allocation stack: stack id -> [`CStack`].
+pub const C_STACKS_MAP: &str = "C_STACKS";
+
+/// Outstanding C allocations followed at once (the oldest are not evicted: a full map stops
+/// recording new ones, and `gotrace` says so).
+pub const C_ALLOCS_ENTRIES: u32 = 1 << 18;
 
 /// Size of the ring buffer shared by all probes (must be a power of two multiple of the page
 /// size). 8 MiB holds ~130 K events: several seconds of the fastest probe at the measured
@@ -163,6 +179,26 @@ pub struct Malloc {
     pub stack_id: i64,
 }
 
+/// A C allocation not freed yet.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CAlloc {
+    pub size: u64,
+    /// Id in the stack-trace map (negative: no stack).
+    pub stack_id: i64,
+    pub ktime_ns: u64,
+}
+
+/// What one allocation stack holds: kept by the kernel side (atomic adds) so that userspace
+/// reads a few hundred stacks instead of every block.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CStack {
+    /// Outstanding bytes and blocks (two's complement: frees subtract).
+    pub bytes: u64,
+    pub blocks: u64,
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: all of these are repr(C) structs of u64/i64 fields without padding.
@@ -175,4 +211,6 @@ mod pod {
     unsafe impl aya::Pod for FinalizerSet {}
     unsafe impl aya::Pod for AllocSample {}
     unsafe impl aya::Pod for Malloc {}
+    unsafe impl aya::Pod for CAlloc {}
+    unsafe impl aya::Pod for CStack {}
 }

@@ -11,13 +11,14 @@
 use aya_ebpf::programs::tracing::StackIdContext;
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
-    macros::{map, uprobe},
-    maps::{PerCpuArray, RingBuf, StackTrace},
-    programs::ProbeContext,
+    macros::{map, uprobe, uretprobe},
+    maps::{HashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
+    programs::{ProbeContext, RetProbeContext},
 };
 use tracer_common::{
-    AllocSample, ChanSend, EventHeader, FinalizerSet, GoroutineCreated, GoroutineExited, Malloc,
-    ProbeConfig, ProbeKind, EVENTS_RING_BYTES, PROBE_KINDS, STACKS_ENTRIES,
+    AllocSample, CAlloc, CStack, ChanSend, EventHeader, FinalizerSet, GoroutineCreated,
+    GoroutineExited, Malloc, ProbeConfig, ProbeKind, C_ALLOCS_ENTRIES, EVENTS_RING_BYTES,
+    PROBE_KINDS, STACKS_ENTRIES,
 };
 
 /// Filled in by userspace (`EbpfLoader::set_global`) with the target's struct offsets.
@@ -106,7 +107,7 @@ fn current_goid(ctx: &ProbeContext, cfg: &ProbeConfig) -> u64 {
 }
 
 #[inline(always)]
-fn user_stack(ctx: &ProbeContext) -> i64 {
+fn user_stack(ctx: &impl StackIdContext) -> i64 {
     match ctx.get_stackid(&STACKS, BPF_F_USER_STACK) {
         Ok(id) => id,
         Err(e) => e as i64,
@@ -223,6 +224,116 @@ pub fn gotrace_mallocgc(ctx: ProbeContext) -> u32 {
         },
     );
     0
+}
+
+/// Size asked by the C allocation in flight on each thread (entry -> return).
+#[map]
+static C_PENDING: HashMap<u64, u64> = HashMap::with_max_entries(65536, 0);
+
+/// C allocations not freed yet, by address.
+#[map]
+static C_ALLOCS: HashMap<u64, CAlloc> = HashMap::with_max_entries(C_ALLOCS_ENTRIES, 0);
+
+/// Outstanding bytes and blocks per allocation stack, per CPU (userspace sums the CPUs): a
+/// block allocated on one CPU and freed on another adds on one and subtracts on the other,
+/// without atomics.
+#[map]
+static C_STACKS: PerCpuHashMap<i64, CStack> = PerCpuHashMap::with_max_entries(16384, 0);
+
+/// Adds (or with wrapped negative amounts, subtracts) to a stack's outstanding totals.
+#[inline(always)]
+fn c_stack_add(stack_id: i64, bytes: u64, blocks: u64) {
+    if C_STACKS.get_ptr_mut(stack_id).is_none() {
+        let _ = C_STACKS.insert(stack_id, CStack::default(), 1 /* BPF_NOEXIST */);
+    }
+    if let Some(s) = C_STACKS.get_ptr_mut(stack_id) {
+        unsafe {
+            (*s).bytes = (*s).bytes.wrapping_add(bytes);
+            (*s).blocks = (*s).blocks.wrapping_add(blocks);
+        }
+    }
+}
+
+#[inline(always)]
+fn tid() -> u64 {
+    bpf_get_current_pid_tgid() & 0xffff_ffff
+}
+
+#[inline(always)]
+fn c_alloc_entry(size: u64) -> u32 {
+    bump(&HITS, ProbeKind::CMalloc);
+    let _ = C_PENDING.insert(tid(), size, 0);
+    0
+}
+
+/// libc `malloc(size)` (C calling convention: RDI).
+#[uprobe]
+pub fn gotrace_c_malloc(ctx: ProbeContext) -> u32 {
+    c_alloc_entry(regs(&ctx).rdi)
+}
+
+/// libc `calloc(nmemb, size)`.
+#[uprobe]
+pub fn gotrace_c_calloc(ctx: ProbeContext) -> u32 {
+    let r = regs(&ctx);
+    // A plain product: BPF has no 128-bit multiply for an overflow check, and calloc itself
+    // refuses sizes that overflow.
+    c_alloc_entry(r.rdi.wrapping_mul(r.rsi))
+}
+
+/// libc `realloc(ptr, size)`: the old block is gone either way (moved or grown in place).
+#[uprobe]
+pub fn gotrace_c_realloc(ctx: ProbeContext) -> u32 {
+    let r = regs(&ctx);
+    if r.rdi != 0 {
+        forget_c_block(r.rdi);
+    }
+    c_alloc_entry(r.rsi)
+}
+
+/// Return of malloc/calloc/realloc: C code, whose return addresses Go never moves, so a
+/// uretprobe is safe here (unlike on Go functions).
+#[uretprobe]
+pub fn gotrace_c_alloc_ret(ctx: RetProbeContext) -> u32 {
+    let t = tid();
+    let Some(size) = (unsafe { C_PENDING.get(t) }).copied() else {
+        return 0;
+    };
+    let _ = C_PENDING.remove(t);
+    let addr = unsafe { (*ctx.regs).rax };
+    if addr != 0 {
+        let alloc = CAlloc {
+            size,
+            stack_id: user_stack(&ctx),
+            ktime_ns: unsafe { bpf_ktime_get_ns() },
+        };
+        if C_ALLOCS.insert(addr, alloc, 0).is_ok() {
+            c_stack_add(alloc.stack_id, size, 1);
+        } else {
+            bump(&LOST, ProbeKind::CMalloc);
+        }
+    }
+    0
+}
+
+/// libc `free(ptr)`.
+#[uprobe]
+pub fn gotrace_c_free(ctx: ProbeContext) -> u32 {
+    let ptr = regs(&ctx).rdi;
+    if ptr != 0 {
+        bump(&HITS, ProbeKind::CFree);
+        forget_c_block(ptr);
+    }
+    0
+}
+
+/// A block freed (or moved by realloc): it no longer counts for its stack.
+#[inline(always)]
+fn forget_c_block(ptr: u64) {
+    if let Some(a) = unsafe { C_ALLOCS.get(ptr) }.copied() {
+        c_stack_add(a.stack_id, a.size.wrapping_neg(), 1u64.wrapping_neg());
+        let _ = C_ALLOCS.remove(ptr);
+    }
 }
 
 #[cfg(not(test))]

@@ -13,9 +13,14 @@ use tracer_common::ProbeKind;
 
 use crate::{
     detect::{
-        chan_backlog::ChanBacklog, closure_retention::ClosureRetention,
-        finalizer_abuse::FinalizerAbuse, goroutine_leak::GoroutineLeaks, heap_growth::HeapGrowth,
-        syncpool_misuse::SyncPoolMisuse, Finding,
+        cgo_malloc_leak::{self, CgoMallocLeak},
+        chan_backlog::ChanBacklog,
+        closure_retention::ClosureRetention,
+        finalizer_abuse::FinalizerAbuse,
+        goroutine_leak::GoroutineLeaks,
+        heap_growth::HeapGrowth,
+        syncpool_misuse::SyncPoolMisuse,
+        Finding,
     },
     error::{Error, Result},
     events::Event,
@@ -144,6 +149,7 @@ pub struct Session {
     pub heap_series: crate::model::heap_series::HeapSeries,
     finalizer_abuse: FinalizerAbuse,
     chan_backlog: ChanBacklog,
+    cgo_leaks: CgoMallocLeak,
     /// The latest goroutine snapshot (for the detectors' stacks).
     snapshot: Vec<GSnapshot>,
     /// The detectors' current verdicts.
@@ -190,7 +196,16 @@ impl Session {
                 (Some(state), why)
             }
         };
-        let plan = plan::plan(&target.binary, &options.probes);
+        let mut plan = plan::plan(&target.binary, &options.probes);
+        if options.probes.contains(ProbeKind::CMalloc) {
+            let c = crate::probes::libc::plan(pid, true)?;
+            if c.is_empty() {
+                return Err(Error::Other(format!(
+                    "--cgo-malloc: process {pid} has no C library mapped (a pure Go program allocates nothing in C)"
+                )));
+            }
+            plan.extend(c);
+        }
         let (probes, maps) = if bpf {
             let config = runtime.probe_config(&target.binary)?;
             let mut probes = AttachedProbes::attach(pid, &target.exe_handle, config, &plan)?;
@@ -240,6 +255,7 @@ impl Session {
             heap_series: Default::default(),
             finalizer_abuse: FinalizerAbuse::default(),
             chan_backlog: ChanBacklog::default(),
+            cgo_leaks: CgoMallocLeak::default(),
             snapshot: Vec::new(),
             findings: Vec::new(),
             peak_heap_in_use: None,
@@ -309,6 +325,22 @@ impl Session {
             return;
         }
         let t = self.started.elapsed().as_secs_f64();
+        if self.options.probes.contains(ProbeKind::CMalloc) {
+            if let Some(m) = &self.maps {
+                let totals: Vec<(i64, i64, i64)> = m
+                    .c_stacks
+                    .iter()
+                    .filter_map(|r| r.ok())
+                    .map(|(stack, per_cpu)| {
+                        let (b, n) = per_cpu.iter().fold((0u64, 0u64), |(b, n), c| {
+                            (b.wrapping_add(c.bytes), n.wrapping_add(c.blocks))
+                        });
+                        (stack, b as i64, n as i64)
+                    })
+                    .collect();
+                self.cgo_leaks.update(t, &totals);
+            }
+        }
         if let Some(a) = &self.readers.allgs {
             if let Ok(snapshot) = a.snapshot(&self.target) {
                 let census = census_of(&snapshot, &self.target);
@@ -367,6 +399,20 @@ impl Session {
     fn judge(&mut self, t: f64) {
         let sym = crate::symbols::Symbolizer::new(&self.target.binary);
         let mut findings = self.leaks.findings(t, &self.target, &self.tracebacks, &sym);
+        if let Some(m) = &self.maps {
+            let mut native = crate::symbols::native::NativeSymbols::new(&self.target);
+            for (stack, evidence) in self.cgo_leaks.growing() {
+                let Ok(trace) = m.stacks.get(&(stack as u32), 0) else {
+                    continue;
+                };
+                let frames: Vec<_> = trace
+                    .frames()
+                    .iter()
+                    .flat_map(|f| native.frames(&self.target, &sym, f.ip))
+                    .collect();
+                findings.push(cgo_malloc_leak::finding(frames, evidence));
+            }
+        }
         let ages = self.ages.by_bucket();
         findings.extend(self.growth.findings(&self.heap_series, &sym, &ages));
         findings.extend(self.pool_misuse.findings(&self.heap_series, &sym));

@@ -1,6 +1,7 @@
 //! Leak detectors. Each looks at the model a session builds and returns [`Finding`]s of one
 //! pattern; report.json lists them under `findings`, and the live view prints each new one.
 
+pub mod cgo_malloc_leak;
 pub mod chan_backlog;
 pub mod closure_retention;
 pub mod finalizer_abuse;

@@ -1,5 +1,6 @@
 //! Loading gotrace's eBPF object and attaching its programs to one process.
 
+pub mod libc;
 pub mod placement;
 pub mod plan;
 
@@ -80,6 +81,8 @@ pub struct ProbeMaps {
     pub hits: PerCpuArray<MapData, u64>,
     pub lost: PerCpuArray<MapData, u64>,
     pub stacks: StackTraceMap<MapData>,
+    /// Outstanding C allocations per stack, per CPU.
+    pub c_stacks: aya::maps::PerCpuHashMap<MapData, i64, tracer_common::CStack>,
 }
 
 impl AttachedProbes {
@@ -99,6 +102,7 @@ impl AttachedProbes {
             .map_err(|e| Error::Load(error_chain(&e)))?;
         let pid_nz = NonZeroU32::new(pid).ok_or(Error::NoSuchProcess { pid })?;
         let mut sites_attached = 0;
+        let mut loaded: Vec<&str> = Vec::new();
         for probe in plan.iter().filter(|p| p.enabled) {
             if let Some(reason) = &probe.unavailable {
                 return Err(Error::Attach {
@@ -114,14 +118,19 @@ impl AttachedProbes {
                 })?
                 .try_into()
                 .map_err(|e| Error::Load(error_chain(&e)))?;
-            program
-                .load()
-                .map_err(|e| Error::Load(format!("{}: {}", probe.program, error_chain(&e))))?;
+            // One program can serve several probes (the C allocators' common return probe).
+            if !loaded.contains(&probe.program) {
+                program
+                    .load()
+                    .map_err(|e| Error::Load(format!("{}: {}", probe.program, error_chain(&e))))?;
+                loaded.push(probe.program);
+            }
+            let path = probe.target.as_deref().unwrap_or(exe);
             for site in &probe.sites {
                 program
                     .attach(
                         UProbeAttachLocation::AbsoluteOffset(site.file_offset),
-                        exe,
+                        path,
                         UProbeScope::OneProcess(pid_nz),
                     )
                     .map_err(|e| Error::Attach {
@@ -155,12 +164,14 @@ impl AttachedProbes {
         let hits = take(HITS_MAP)?;
         let lost = take(LOST_MAP)?;
         let stacks = take(STACKS_MAP)?;
+        let c_stacks = take(tracer_common::C_STACKS_MAP)?;
         let conv = |e: aya::maps::MapError| Error::Load(error_chain(&e));
         Ok(ProbeMaps {
             events: Some(RingBuf::try_from(events).map_err(conv)?),
             hits: PerCpuArray::try_from(hits).map_err(conv)?,
             lost: PerCpuArray::try_from(lost).map_err(conv)?,
             stacks: StackTraceMap::try_from(stacks).map_err(conv)?,
+            c_stacks: aya::maps::PerCpuHashMap::try_from(c_stacks).map_err(conv)?,
         })
     }
 }
@@ -179,7 +190,9 @@ impl ProbeMaps {
 pub fn loaded_in_kernel() -> Vec<(u32, String)> {
     let ours: Vec<String> = plan::PROBES
         .iter()
-        .map(|d| d.program.chars().take(15).collect())
+        .map(|d| d.program)
+        .chain(libc::PROGRAMS.iter().copied())
+        .map(|p| p.chars().take(15).collect())
         .collect();
     aya::programs::loaded_programs()
         .filter_map(|p| p.ok())

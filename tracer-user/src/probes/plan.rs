@@ -115,6 +115,9 @@ pub struct PlannedProbe {
     pub sites: Vec<ProbeSite>,
     /// Why the probe cannot be placed in this binary, if it cannot.
     pub unavailable: Option<String>,
+    /// The file the sites are in, when not the Go executable (the C library).
+    #[serde(skip)]
+    pub target: Option<std::path::PathBuf>,
 }
 
 /// Resolves every probe against `binary`; `selection` says which are enabled.
@@ -130,6 +133,7 @@ pub fn plan(binary: &GoBinary, selection: &ProbeSelection) -> Vec<PlannedProbe> 
                 enabled: selection.contains(def.kind),
                 sites: Vec::new(),
                 unavailable: None,
+                target: None,
             };
             match sites(binary, def) {
                 Ok(sites) => planned.sites = sites,

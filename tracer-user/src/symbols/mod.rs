@@ -12,6 +12,7 @@
 //! LRU; nothing is decoded up front.
 
 pub mod dwarf;
+pub mod native;
 pub mod pclntab;
 
 use std::{
