@@ -45,6 +45,7 @@ fn exact_counts(release: &str, variant: Variant) -> Result<()> {
     let options = AttachOptions {
         probes: ProbeSelection::default_set()
             .with_goroutine_events()
+            .with(ProbeKind::SetFinalizer)
             .with(ProbeKind::ChanSend),
         ..AttachOptions::default()
     };

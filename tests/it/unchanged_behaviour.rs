@@ -28,6 +28,7 @@ fn unchanged(release: &str, variant: Variant) -> Result<()> {
     let mut p = GoProcess::start(&exe, &[])?;
     let all = ProbeSelection::default_set()
         .with_goroutine_events()
+        .with(ProbeKind::SetFinalizer)
         .with(ProbeKind::AllocSample)
         .with(ProbeKind::ChanSend)
         .with(ProbeKind::Malloc);
