@@ -111,8 +111,10 @@ impl HeapGrowth {
                 continue;
             };
             let age = ages.get(&bucket);
-            // Growth made of fresh objects that die young is churn, not a leak.
-            if age.is_some_and(|a| a.oldest < 2) {
+            // A leak keeps what it allocated: objects from the start of the window are still
+            // there at its end. A site whose objects all die after a few cycles only looks like
+            // it grows (warm-up, sampling noise) — its oldest object is young.
+            if age.is_some_and(|a| a.oldest < 2 || a.oldest * 2 < growth.cycles) {
                 continue;
             }
             let stack: Vec<Frame> = series
