@@ -251,7 +251,23 @@ pub(crate) fn load_dwarf_sections(file: &object::File<'_>) -> Option<HashMap<Str
             None if name.starts_with(".debug_") => name.to_string(),
             None => continue,
         };
-        if let Ok(data) = s.uncompressed_data() {
+        // The uncompressed size is the file's claim, allocated before decompressing: zlib
+        // (what Go writes) cannot expand data more than ~1032 times, so a larger claim is
+        // corruption; other formats (zstd from external linkers) are held to 4 GiB.
+        let Ok(compressed) = s.compressed_data() else {
+            continue;
+        };
+        let plausible = match compressed.format {
+            object::CompressionFormat::None => u64::MAX,
+            object::CompressionFormat::Zlib => (compressed.data.len() as u64)
+                .saturating_mul(1032)
+                .saturating_add(4096),
+            _ => 1 << 32,
+        };
+        if compressed.uncompressed_size > plausible {
+            continue;
+        }
+        if let Ok(data) = compressed.decompress() {
             out.insert(canonical, data.into_owned());
         }
     }
