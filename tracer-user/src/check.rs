@@ -77,7 +77,7 @@ pub fn wait_for_go_runtime(pid: u32, timeout: std::time::Duration) -> crate::Res
     let mut last = None;
     while std::time::Instant::now() < deadline {
         let ready = Target::open(pid).and_then(|t| {
-            let rt = Runtime::of(&t.binary)?;
+            let rt = Runtime::for_process(&t)?;
             let gs = AllGs::new(&t, &rt)
                 .ok_or_else(|| crate::Error::Other("runtime.allgs not found".into()))?;
             Ok(gs.snapshot(&t)?.iter().any(|g| g.is_live()))

@@ -72,7 +72,7 @@ pub struct Dump {
 /// Dumps the goroutines of `pid` (user goroutines; `system` adds the runtime's own).
 pub fn take(pid: u32, system: bool) -> Result<Dump> {
     let target = Target::open(pid)?;
-    let runtime = Runtime::of(&target.binary)?;
+    let runtime = Runtime::for_process(&target)?;
     let allgs = AllGs::new(&target, &runtime).ok_or_else(|| {
         crate::Error::Other(format!(
             "{}: cannot find the runtime's goroutine list (runtime.allgs) in this binary",

@@ -40,7 +40,15 @@ pub struct Inspection {
 /// Inspects the executable of a running process (needs read access to `/proc/PID/exe`).
 pub fn process(pid: u32) -> Result<Inspection> {
     let target = Target::open(pid)?;
+    // Proves a nearest-release table on the live goroutines (an error here is the answer).
+    let runtime = Runtime::for_process(&target)?;
     let mut i = binary(&target.binary);
+    i.offsets_source = Some(runtime.offsets.source.clone());
+    i.offsets = runtime
+        .offsets
+        .iter()
+        .map(|(f, v)| (format!("{f:?}"), v))
+        .collect();
     i.pid = Some(pid);
     i.load_bias = target.binary.elf.pie.then_some(target.load_bias);
     Ok(i)
@@ -147,6 +155,26 @@ impl Inspection {
                 (None, Some(OffsetsSource::Table { release })) => {
                     format!("yes; struct offsets from gotrace's table for Go {release}")
                 }
+                (
+                    None,
+                    Some(OffsetsSource::Nearest {
+                        release,
+                        for_release,
+                        verified,
+                    }),
+                ) if verified.is_empty() => format!(
+                    "partly: no table for Go {for_release}; the offsets of Go {release} are proven \
+                     against the running process when attaching (goroutine fields only)"
+                ),
+                (
+                    None,
+                    Some(OffsetsSource::Nearest {
+                        release, verified, ..
+                    }),
+                ) => format!(
+                    "partly: offsets of Go {release} proven on the running process for {} fields",
+                    verified.len()
+                ),
                 (Some(why), _) => format!("no: {why}"),
                 (None, None) => "yes".into(),
             },

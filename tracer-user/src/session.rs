@@ -173,7 +173,7 @@ impl Session {
             privileges::check_kernel()?;
         }
         let target = Target::open(pid)?;
-        let runtime = Runtime::of(&target.binary)?;
+        let runtime = Runtime::for_process(&target)?;
         let readers = Readers {
             allgs: AllGs::new(&target, &runtime),
             heap: HeapReader::new(&target, &runtime),

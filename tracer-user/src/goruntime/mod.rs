@@ -12,6 +12,7 @@ mod offsets_table;
 pub mod sched;
 pub mod specials;
 pub mod traceback;
+pub mod verify;
 
 /// Where `cargo xtask gen-offsets` writes the generated table.
 pub const OFFSETS_TABLE_SOURCE: &str = "tracer-user/src/goruntime/offsets_table.rs";
@@ -57,6 +58,7 @@ impl Runtime {
             .then(|| Offsets::from_dwarf(binary.data()))
             .flatten()
             .or_else(|| Offsets::from_table(version))
+            .or_else(|| Offsets::nearest_below(version))
             .ok_or_else(|| {
                 unsupported(format!(
                     "the binary has no DWARF and gotrace has no struct offsets for Go {}.{} \
@@ -67,6 +69,14 @@ impl Runtime {
                 ))
             })?;
         Ok(Runtime { version, offsets })
+    }
+
+    /// The runtime of a running process: for a release gotrace has no table for, the nearest
+    /// older release's offsets are proven against the live goroutines first (see [`verify`]).
+    pub fn for_process(target: &Target) -> Result<Self> {
+        let mut runtime = Self::of(&target.binary)?;
+        verify::verify(target, &mut runtime)?;
+        Ok(runtime)
     }
 
     /// Where a runtime variable lives in this process (load bias applied).
@@ -83,11 +93,24 @@ impl Runtime {
                 .ok_or_else(|| Error::UnsupportedGoVersion {
                     path: binary.path.clone(),
                     version: binary.buildinfo.version_string.clone(),
-                    reason: format!(
-                        "its runtime has no {:?} field ({:?})",
-                        f,
-                        f.dwarf_names()[0]
-                    ),
+                    reason: match &self.offsets.source {
+                        OffsetsSource::Nearest {
+                            release,
+                            for_release,
+                            ..
+                        } => format!(
+                            "the probes need {}.{}, whose offset gotrace cannot prove for Go \
+                         {for_release} (its table stops at Go {release}); attach without probe \
+                         flags, or rebuild without `-ldflags=-w`",
+                            f.dwarf_names()[0].0,
+                            f.dwarf_names()[0].1
+                        ),
+                        _ => format!(
+                            "its runtime has no {:?} field ({:?})",
+                            f,
+                            f.dwarf_names()[0]
+                        ),
+                    },
                 })
         };
         Ok(ProbeConfig {

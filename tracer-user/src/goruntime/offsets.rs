@@ -104,6 +104,13 @@ pub enum OffsetsSource {
     Dwarf,
     /// The generated table for this Go release.
     Table { release: String },
+    /// A release gotrace has no table for: the table of the nearest older release, used only
+    /// for the fields checked against the running process (see `goruntime::verify`).
+    Nearest {
+        release: String,
+        for_release: String,
+        verified: Vec<Field>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,8 +120,42 @@ pub struct Offsets {
 }
 
 impl Offsets {
+    /// The offset of `field`, if known (for a nearest-release table: only once verified).
     pub fn get(&self, field: Field) -> Option<u64> {
+        match &self.source {
+            OffsetsSource::Nearest { verified, .. } if !verified.contains(&field) => None,
+            _ => self.values.get(&field).copied(),
+        }
+    }
+
+    /// The offset of `field` whether verified or not: for the verification itself.
+    pub fn candidate(&self, field: Field) -> Option<u64> {
         self.values.get(&field).copied()
+    }
+
+    /// For a release newer than any in the table (and without DWARF): the newest older
+    /// release's offsets, every field unverified.
+    pub fn nearest_below(version: GoVersion) -> Option<Self> {
+        let (major, minor) = version.minor_release();
+        let (ma, mi, entries) = offsets_table::TABLE
+            .iter()
+            .filter(|(ma, mi, _)| (*ma, *mi) < (major, minor))
+            .max_by_key(|(ma, mi, _)| (*ma, *mi))?;
+        Some(Offsets {
+            values: entries.iter().map(|(f, v)| (*f, *v)).collect(),
+            source: OffsetsSource::Nearest {
+                release: format!("{ma}.{mi}"),
+                for_release: format!("{major}.{minor}"),
+                verified: Vec::new(),
+            },
+        })
+    }
+
+    /// Marks fields as checked against the running process (nearest-release tables only).
+    pub fn mark_verified(&mut self, fields: &[Field]) {
+        if let OffsetsSource::Nearest { verified, .. } = &mut self.source {
+            verified.extend_from_slice(fields);
+        }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (Field, u64)> + '_ {
