@@ -28,8 +28,8 @@ impl Event {
                 ProbeKind::SetFinalizer => Event::FinalizerSet(read(bytes)?),
                 ProbeKind::AllocSample => Event::AllocSample(read(bytes)?),
                 ProbeKind::Malloc => Event::Malloc(read(bytes)?),
-            // Recorded in a map by the kernel side, never sent as events.
-            ProbeKind::CMalloc | ProbeKind::CFree => return None,
+                // Recorded in a map by the kernel side, never sent as events.
+                ProbeKind::CMalloc | ProbeKind::CFree => return None,
             },
         )
     }
