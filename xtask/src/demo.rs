@@ -76,10 +76,22 @@ pub fn run(args: DemoArgs) -> Result<()> {
         bail!("gotrace attach failed ({status})");
     }
     let report: PathBuf = out.join("report.json");
-    eprintln!("\nThe report is in {}; its first lines:", report.display());
-    let text = std::fs::read_to_string(&report)?;
-    for line in text.lines().take(40) {
-        println!("{line}");
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report)?)?;
+    println!("\nFindings in {} (`findings`):", report.display());
+    for f in json["findings"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<18} at {} ({}:{})\n  {:<18} {}",
+            f["pattern"].as_str().unwrap_or(""),
+            f["site"]["function"].as_str().unwrap_or(""),
+            f["site"]["file"].as_str().unwrap_or(""),
+            f["site"]["line"],
+            "",
+            f["hint"].as_str().unwrap_or("")
+        );
     }
+    println!(
+        "\nAlso there: heap.pb.gz (go tool pprof -http=: {0}/heap.pb.gz), heap-inuse.svg, goroutine.pb.gz",
+        out.display()
+    );
     Ok(())
 }
