@@ -89,3 +89,45 @@ fn healthy_pool_not_flagged_go_newest_stripped() -> Result<()> {
 fn healthy_pool_not_flagged_go_oldest() -> Result<()> {
     pool_not_flagged("1.19", Variant::Default)
 }
+
+/// Go 1.27's own leak detector (run when the program asks for its goroutine leak profile)
+/// marks goroutines it proved leaked: gotrace reports them as such, and so does its dump.
+#[test]
+fn goroutines_the_runtime_marked_leaked() -> Result<()> {
+    let lock = bpf::exclusive();
+    let exe = fixtures::build("goleakrt", Toolchain::find("1.27")?, Variant::Stripped)?;
+    let mut proc = GoProcess::start(&exe, &[])?;
+    let tracing = trace::start(
+        proc.pid(),
+        AttachOptions {
+            probes: ProbeSelection::none(),
+            tick: Duration::from_millis(200),
+            ..AttachOptions::default()
+        },
+    )?;
+    proc.send("go")?;
+    assert_eq!(
+        proc.expect_line("marked", Duration::from_secs(30))?,
+        "marked 20"
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    let dump = gotrace::dump::take(proc.pid(), false)?;
+    let leaked = dump
+        .goroutines
+        .iter()
+        .filter(|g| g.state == "chan send (leaked)")
+        .count();
+    assert_eq!(leaked, 20, "{:#?}", dump.groups);
+    let (session, reason) = tracing.finish()?;
+    let report = Report::build(&session, reason);
+    let f = report
+        .findings
+        .iter()
+        .find(|f| f.evidence["signal"] == "runtime-detected")
+        .with_context(|| format!("{:#?}", report.findings))?;
+    assert_eq!(f.site.function, "main.leak", "{f:#?}");
+    assert_eq!(f.evidence["leaked_by_runtime"], 20, "{}", f.evidence);
+    proc.send("exit")?;
+    drop(session);
+    lock.assert_nothing_loaded()
+}
