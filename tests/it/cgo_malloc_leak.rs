@@ -3,38 +3,44 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use gotrace::{export::Report, probes::ProbeSelection, AttachOptions};
-use gotrace_tests::{bpf, fixtures, trace, GoProcess, Toolchain, Variant};
+use gotrace_tests::{
+    bpf,
+    trace::{assert_no_finding, finding, Run},
+    Variant,
+};
 use tracer_common::ProbeKind;
 
 fn traced(mode: &str, release: &str, variant: Variant) -> Result<Report> {
-    let exe = fixtures::build("cgoleak", Toolchain::find(release)?, variant)?;
-    let proc = GoProcess::start(&exe, &["-mode", mode])?;
-    let tracing = trace::start(
-        proc.pid(),
-        AttachOptions {
+    Run {
+        fixture: "cgoleak",
+        args: &["-mode", mode],
+        release,
+        variant,
+        options: AttachOptions {
             probes: ProbeSelection::none()
                 .with(ProbeKind::CMalloc)
                 .with(ProbeKind::CFree),
             tick: Duration::from_millis(500),
             ..AttachOptions::default()
         },
-    )?;
-    std::thread::sleep(Duration::from_secs(5));
-    let (session, reason) = tracing.finish()?;
-    assert!(session.hits(ProbeKind::CMalloc) > 1000, "malloc seen");
-    Ok(Report::build(&session, reason))
+        send_go: false,
+        run_for: Duration::from_secs(5),
+    }
+    .report()
 }
 
 fn leak_flagged(release: &str, variant: Variant) -> Result<()> {
     let lock = bpf::exclusive();
     let report = traced("leak", release, variant)?;
-    let f = report
-        .findings
-        .iter()
-        .find(|f| f.pattern == "cgo-malloc-leak")
-        .with_context(|| format!("no cgo-malloc-leak finding: {:#?}", report.findings))?;
+    let mallocs = report.session.probes.iter().find(|p| p.name == "c-malloc");
+    assert!(
+        mallocs.is_some_and(|p| p.hits > 1000),
+        "{:?}",
+        report.session.probes
+    );
+    let f = finding(&report, "cgo-malloc-leak")?;
     let functions: Vec<&str> = f.stack.iter().map(|fr| fr.function.as_str()).collect();
     // C frames (named from the symbol table when the binary has one), then the Go caller.
     if variant == Variant::Default {
@@ -60,12 +66,7 @@ fn leak_flagged(release: &str, variant: Variant) -> Result<()> {
 fn healthy_not_flagged(release: &str, variant: Variant) -> Result<()> {
     let lock = bpf::exclusive();
     let report = traced("healthy", release, variant)?;
-    let bad: Vec<_> = report
-        .findings
-        .iter()
-        .filter(|f| f.pattern == "cgo-malloc-leak")
-        .collect();
-    assert!(bad.is_empty(), "{bad:#?}");
+    assert_no_finding(&report, &["cgo-malloc-leak"]);
     lock.assert_nothing_loaded()
 }
 

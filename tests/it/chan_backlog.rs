@@ -3,34 +3,35 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use gotrace::{export::Report, probes::ProbeSelection, AttachOptions};
-use gotrace_tests::{bpf, fixtures, trace, GoProcess, Toolchain, Variant};
+use gotrace_tests::{
+    bpf,
+    trace::{assert_no_finding, finding, Run},
+    Variant,
+};
 
 fn traced(mode: &str, release: &str, variant: Variant) -> Result<Report> {
-    let exe = fixtures::build("chanbacklog", Toolchain::find(release)?, variant)?;
-    let proc = GoProcess::start(&exe, &["-mode", mode])?;
-    let tracing = trace::start(
-        proc.pid(),
-        AttachOptions {
+    Run {
+        fixture: "chanbacklog",
+        args: &["-mode", mode],
+        release,
+        variant,
+        options: AttachOptions {
             probes: ProbeSelection::none(),
             tick: Duration::from_millis(500),
             ..AttachOptions::default()
         },
-    )?;
-    std::thread::sleep(Duration::from_secs(5));
-    let (session, reason) = tracing.finish()?;
-    Ok(Report::build(&session, reason))
+        send_go: false,
+        run_for: Duration::from_secs(5),
+    }
+    .report()
 }
 
 fn backlog_flagged(release: &str, variant: Variant) -> Result<()> {
     let lock = bpf::exclusive();
     let report = traced("backlog", release, variant)?;
-    let f = report
-        .findings
-        .iter()
-        .find(|f| f.pattern == "chan-backlog")
-        .with_context(|| format!("no chan-backlog finding: {:#?}", report.findings))?;
+    let f = finding(&report, "chan-backlog")?;
     assert_eq!(f.site.function, "main.produce", "{f:#?}");
     let e = &f.evidence;
     assert_eq!(e["capacity"], 256, "{e}");
@@ -43,7 +44,7 @@ fn backlog_flagged(release: &str, variant: Variant) -> Result<()> {
 fn healthy_not_flagged(release: &str, variant: Variant) -> Result<()> {
     let lock = bpf::exclusive();
     let report = traced("healthy", release, variant)?;
-    assert!(report.findings.is_empty(), "{:#?}", report.findings);
+    assert_no_finding(&report, &["chan-backlog", "goroutine-leak"]);
     lock.assert_nothing_loaded()
 }
 

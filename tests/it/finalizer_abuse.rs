@@ -4,25 +4,30 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use gotrace::{export::Report, probes::ProbeSelection, AttachOptions};
-use gotrace_tests::{bpf, fixtures, trace, GoProcess, Toolchain, Variant};
+use gotrace_tests::{
+    bpf,
+    trace::{assert_no_finding, finding, Run},
+    Variant,
+};
 use tracer_common::ProbeKind;
 
 fn traced(mode: &str, release: &str, variant: Variant, probes: ProbeSelection) -> Result<Report> {
-    let exe = fixtures::build("finalizers", Toolchain::find(release)?, variant)?;
-    let proc = GoProcess::start(&exe, &["-mode", mode])?;
-    let tracing = trace::start(
-        proc.pid(),
-        AttachOptions {
+    Run {
+        fixture: "finalizers",
+        args: &["-mode", mode],
+        release,
+        variant,
+        options: AttachOptions {
             probes,
             tick: Duration::from_millis(500),
             ..AttachOptions::default()
         },
-    )?;
-    std::thread::sleep(Duration::from_secs(10));
-    let (session, reason) = tracing.finish()?;
-    Ok(Report::build(&session, reason))
+        send_go: false,
+        run_for: Duration::from_secs(10),
+    }
+    .report()
 }
 
 /// With `--finalizer-sites` the finding names the SetFinalizer call site and its rate.
@@ -30,11 +35,7 @@ fn abuse_flagged(release: &str, variant: Variant) -> Result<()> {
     let lock = bpf::exclusive();
     let sites = ProbeSelection::none().with(ProbeKind::SetFinalizer);
     let report = traced("abuse", release, variant, sites)?;
-    let f = report
-        .findings
-        .iter()
-        .find(|f| f.pattern == "finalizer-abuse")
-        .with_context(|| format!("no finalizer-abuse finding: {:#?}", report.findings))?;
+    let f = finding(&report, "finalizer-abuse")?;
     assert_eq!(f.site.function, "main.open", "{f:#?}");
     let e = &f.evidence;
     assert_eq!(
@@ -59,14 +60,7 @@ fn abuse_flagged(release: &str, variant: Variant) -> Result<()> {
 fn healthy_not_flagged(release: &str, variant: Variant) -> Result<()> {
     let lock = bpf::exclusive();
     let report = traced("healthy", release, variant, ProbeSelection::none())?;
-    assert!(
-        report
-            .findings
-            .iter()
-            .all(|f| f.pattern != "finalizer-abuse"),
-        "{:#?}",
-        report.findings
-    );
+    assert_no_finding(&report, &["finalizer-abuse"]);
     lock.assert_nothing_loaded()
 }
 
@@ -74,11 +68,7 @@ fn healthy_not_flagged(release: &str, variant: Variant) -> Result<()> {
 fn abuse_flagged_without_probes(release: &str, variant: Variant) -> Result<()> {
     let lock = bpf::exclusive();
     let report = traced("abuse", release, variant, ProbeSelection::none())?;
-    let f = report
-        .findings
-        .iter()
-        .find(|f| f.pattern == "finalizer-abuse")
-        .with_context(|| format!("no finalizer-abuse finding: {:#?}", report.findings))?;
+    let f = finding(&report, "finalizer-abuse")?;
     assert_eq!(f.site.function, "main.(*resource).close", "{f:#?}");
     assert!(
         f.evidence["queue"].as_u64().unwrap() >= 1000,

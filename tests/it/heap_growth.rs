@@ -3,34 +3,35 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use gotrace::{export::Report, probes::ProbeSelection, AttachOptions};
-use gotrace_tests::{bpf, fixtures, trace, GoProcess, Toolchain, Variant};
+use gotrace_tests::{
+    bpf,
+    trace::{assert_no_finding, finding, Run},
+    Variant,
+};
 
 fn traced(mode: &str, release: &str, variant: Variant) -> Result<Report> {
-    let exe = fixtures::build("heapgrow", Toolchain::find(release)?, variant)?;
-    let proc = GoProcess::start(&exe, &["-mode", mode])?;
-    let tracing = trace::start(
-        proc.pid(),
-        AttachOptions {
+    Run {
+        fixture: "heapgrow",
+        args: &["-mode", mode],
+        release,
+        variant,
+        options: AttachOptions {
             probes: ProbeSelection::none(),
             tick: Duration::from_millis(250),
             ..AttachOptions::default()
         },
-    )?;
-    std::thread::sleep(Duration::from_secs(8));
-    let (session, reason) = tracing.finish()?;
-    Ok(Report::build(&session, reason))
+        send_go: false,
+        run_for: Duration::from_secs(8),
+    }
+    .report()
 }
 
 fn growth_flagged(release: &str, variant: Variant) -> Result<()> {
     let lock = bpf::exclusive();
     let report = traced("leak", release, variant)?;
-    let f = report
-        .findings
-        .iter()
-        .find(|f| f.pattern == "heap-growth")
-        .with_context(|| format!("no heap-growth finding: {:#?}", report.findings))?;
+    let f = finding(&report, "heap-growth")?;
     assert_eq!(f.site.function, "main.handle", "{f:#?}");
     let e = &f.evidence;
     assert!(e["grew_by_bytes"].as_u64().unwrap() >= 8 << 20, "{e}");
@@ -42,12 +43,7 @@ fn growth_flagged(release: &str, variant: Variant) -> Result<()> {
 fn steady_not_flagged(release: &str, variant: Variant) -> Result<()> {
     let lock = bpf::exclusive();
     let report = traced("steady", release, variant)?;
-    let growth: Vec<_> = report
-        .findings
-        .iter()
-        .filter(|f| f.pattern == "heap-growth")
-        .collect();
-    assert!(growth.is_empty(), "{growth:#?}");
+    assert_no_finding(&report, &["heap-growth"]);
     assert!(
         report.heap.alloc_bytes >= 16 << 20,
         "it did allocate: {:?}",

@@ -4,44 +4,31 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use gotrace::{detect::Finding, export::Report, probes::ProbeSelection, AttachOptions};
-use gotrace_tests::{bpf, fixtures, trace, GoProcess, Toolchain, Variant};
+use anyhow::Result;
+use gotrace::{export::Report, probes::ProbeSelection, AttachOptions};
+use gotrace_tests::{
+    bpf,
+    trace::{assert_no_finding, finding, Run},
+    Variant,
+};
 
 /// Traces `fixture -mode <mode>` for `secs` (telling it "go" once attached).
 fn traced(fixture: &str, mode: &str, release: &str, variant: Variant, secs: u64) -> Result<Report> {
-    let exe = fixtures::build(fixture, Toolchain::find(release)?, variant)?;
-    let mut proc = GoProcess::start(&exe, &["-mode", mode])?;
-    let tracing = trace::start(
-        proc.pid(),
-        AttachOptions {
+    Run {
+        fixture,
+        args: &["-mode", mode],
+        release,
+        variant,
+        options: AttachOptions {
             probes: ProbeSelection::none(),
             tick: Duration::from_millis(250),
             sample_rate: Some(64 * 1024),
             ..AttachOptions::default()
         },
-    )?;
-    proc.send("go")?;
-    std::thread::sleep(Duration::from_secs(secs));
-    let (session, reason) = tracing.finish()?;
-    Ok(Report::build(&session, reason))
-}
-
-fn finding<'r>(report: &'r Report, pattern: &str) -> Result<&'r Finding> {
-    report
-        .findings
-        .iter()
-        .find(|f| f.pattern == pattern)
-        .with_context(|| format!("no {pattern} finding: {:#?}", report.findings))
-}
-
-fn none_of(report: &Report, patterns: &[&str]) {
-    let bad: Vec<_> = report
-        .findings
-        .iter()
-        .filter(|f| patterns.contains(&f.pattern))
-        .collect();
-    assert!(bad.is_empty(), "{bad:#?}");
+        send_go: true,
+        run_for: Duration::from_secs(secs),
+    }
+    .report()
 }
 
 fn syncmap(release: &str, variant: Variant) -> Result<()> {
@@ -55,7 +42,7 @@ fn syncmap(release: &str, variant: Variant) -> Result<()> {
         f.evidence
     );
     let healthy = traced("syncmap", "healthy", release, variant, 8)?;
-    none_of(&healthy, &["syncmap-growth", "heap-growth"]);
+    assert_no_finding(&healthy, &["syncmap-growth", "heap-growth"]);
     lock.assert_nothing_loaded()
 }
 
@@ -70,7 +57,7 @@ fn syncpool(release: &str, variant: Variant) -> Result<()> {
         f.evidence
     );
     let healthy = traced("syncpool", "healthy", release, variant, 6)?;
-    none_of(&healthy, &["syncpool-misuse"]);
+    assert_no_finding(&healthy, &["syncpool-misuse"]);
     lock.assert_nothing_loaded()
 }
 
@@ -93,7 +80,7 @@ fn closure(release: &str, variant: Variant) -> Result<()> {
         f.evidence
     );
     let healthy = traced("closure", "healthy", release, variant, 8)?;
-    none_of(&healthy, &["closure-retention"]);
+    assert_no_finding(&healthy, &["closure-retention"]);
     lock.assert_nothing_loaded()
 }
 

@@ -45,3 +45,55 @@ impl Tracing {
             .map_err(|_| anyhow!("the tracing thread panicked"))?
     }
 }
+
+/// One traced run of a fixture: start `fixture args...` built with `release` and `variant`,
+/// attach with `options`, optionally tell it "go", let it run `run_for`, and build the report.
+pub struct Run<'a> {
+    pub fixture: &'a str,
+    pub args: &'a [&'a str],
+    pub release: &'a str,
+    pub variant: crate::Variant,
+    pub options: AttachOptions,
+    pub send_go: bool,
+    pub run_for: std::time::Duration,
+}
+
+impl Run<'_> {
+    pub fn report(self) -> Result<gotrace::export::Report> {
+        let exe = crate::fixtures::build(
+            self.fixture,
+            crate::Toolchain::find(self.release)?,
+            self.variant,
+        )?;
+        let mut proc = crate::GoProcess::start(&exe, self.args)?;
+        let tracing = start(proc.pid(), self.options)?;
+        if self.send_go {
+            proc.send("go")?;
+        }
+        std::thread::sleep(self.run_for);
+        let (session, reason) = tracing.finish()?;
+        Ok(gotrace::export::Report::build(&session, reason))
+    }
+}
+
+/// The report's first finding of `pattern`, or an error listing what was found.
+pub fn finding<'r>(
+    report: &'r gotrace::export::Report,
+    pattern: &str,
+) -> Result<&'r gotrace::detect::Finding> {
+    report
+        .findings
+        .iter()
+        .find(|f| f.pattern == pattern)
+        .ok_or_else(|| anyhow!("no {pattern} finding: {:#?}", report.findings))
+}
+
+/// Fails if the report has a finding of any of `patterns`.
+pub fn assert_no_finding(report: &gotrace::export::Report, patterns: &[&str]) {
+    let found: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| patterns.contains(&f.pattern))
+        .collect();
+    assert!(found.is_empty(), "{found:#?}");
+}

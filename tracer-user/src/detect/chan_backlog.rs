@@ -6,9 +6,8 @@ use std::collections::{HashMap, VecDeque};
 
 use serde_json::json;
 
-use super::Finding;
+use super::{goroutine_stack, Finding};
 use crate::{
-    dump::show_frame,
     goruntime::{
         allgs::GSnapshot,
         channels::{ChanState, ChannelReader},
@@ -152,13 +151,8 @@ impl ChanBacklog {
             let stack: Vec<Frame> = now
                 .a_sender
                 .and_then(|g| snapshot.iter().find(|s| s.addr == g))
-                .and_then(|g| tb.unwind(target, &[g]).ok())
-                .into_iter()
-                .flatten()
-                .flatten()
-                .flat_map(|pc| sym.caller_frames(pc))
-                .filter(|f| show_frame(&f.function))
-                .collect();
+                .map(|g| goroutine_stack(target, tb, sym, g))
+                .unwrap_or_default();
             out.push(Finding {
                 pattern: "chan-backlog",
                 site: stack.first().cloned().unwrap_or_else(|| Frame::unknown(*addr)),

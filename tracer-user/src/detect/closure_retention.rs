@@ -5,12 +5,12 @@
 
 use serde_json::json;
 
-use super::{site_of, Finding};
+use super::{heap_stack, site_of, Finding};
 use crate::{
     binary::GoBinary,
     goruntime::traceback::goroutine_function,
     model::{heap::AgeHistogram, heap_series::HeapSeries},
-    symbols::{Frame, Symbolizer},
+    symbols::Symbolizer,
 };
 
 #[derive(Clone, Debug)]
@@ -60,11 +60,7 @@ impl ClosureRetention {
             if last.inuse_bytes < c.min_bytes || age.oldest < c.min_age_cycles {
                 continue;
             }
-            let stack: Vec<Frame> = series
-                .stack(bucket)
-                .iter()
-                .flat_map(|pc| sym.caller_frames(*pc))
-                .collect();
+            let stack = heap_stack(series, bucket, sym);
             let allocated_in = site_of(&stack).function;
             // A closure of F is named F.func1, F.func2, ... (nested: F.func1.2).
             let closure_prefix = format!("{allocated_in}.func");

@@ -12,9 +12,8 @@ use std::collections::{HashMap, VecDeque};
 
 use serde_json::json;
 
-use super::Finding;
+use super::{goroutine_stack, Finding};
 use crate::{
-    dump::show_frame,
     goruntime::{
         allgs::GSnapshot,
         finalizers::is_finalizer_goroutine,
@@ -137,13 +136,8 @@ impl FinalizerAbuse {
             .fing
             .as_ref()
             .filter(|g| g.status != G_RUNNING)
-            .and_then(|g| tb.unwind(target, &[g]).ok())
-            .into_iter()
-            .flatten()
-            .flatten()
-            .flat_map(|pc| sym.caller_frames(pc))
-            .filter(|f| show_frame(&f.function))
-            .collect();
+            .map(|g| goroutine_stack(target, tb, sym, g))
+            .unwrap_or_default();
         let mut sites: Vec<(u64, u64)> = set_sites.iter().map(|(pc, n)| (*pc, *n)).collect();
         sites.sort_by_key(|s| std::cmp::Reverse(s.1));
         let top_sites: Vec<_> = sites

@@ -13,14 +13,13 @@ use std::collections::{HashMap, VecDeque};
 
 use serde_json::json;
 
-use super::Finding;
+use super::{goroutine_stack, Finding};
 use crate::{
-    dump::show_frame,
     goruntime::{
         allgs::{is_system_goroutine, GSnapshot},
         traceback::{goroutine_function, Tracebacks, G_LEAKED, G_WAITING},
     },
-    symbols::{Frame, Symbolizer},
+    symbols::Symbolizer,
     target::Target,
 };
 
@@ -215,7 +214,7 @@ impl GoroutineLeaks {
             let stack = site
                 .sample
                 .as_ref()
-                .map(|g| blocking_stack(target, tracebacks, sym, g))
+                .map(|g| goroutine_stack(target, tracebacks, sym, g))
                 .unwrap_or_default();
             out.push(Finding {
                 pattern: "goroutine-leak",
@@ -239,19 +238,6 @@ impl GoroutineLeaks {
         out.sort_by_key(|f| std::cmp::Reverse(f.evidence["live"].as_u64().unwrap_or(0)));
         out
     }
-}
-
-/// Where a blocked goroutine waits, as Go prints it (runtime internals hidden).
-fn blocking_stack(target: &Target, tb: &Tracebacks, sym: &Symbolizer, g: &GSnapshot) -> Vec<Frame> {
-    let Ok(stacks) = tb.unwind(target, &[g]) else {
-        return Vec::new();
-    };
-    stacks
-        .into_iter()
-        .flatten()
-        .flat_map(|pc| sym.caller_frames(pc))
-        .filter(|f| show_frame(&f.function))
-        .collect()
 }
 
 /// Least-squares slope of the live count, goroutines per second.

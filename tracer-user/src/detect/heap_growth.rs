@@ -9,13 +9,13 @@ use std::collections::{HashMap, VecDeque};
 
 use serde_json::json;
 
-use super::{site_of, syncmap_growth, Finding};
+use super::{heap_stack, site_of, syncmap_growth, Finding};
 use crate::{
     model::{
         heap::AgeHistogram,
         heap_series::{HeapSeries, Point},
     },
-    symbols::{Frame, Symbolizer},
+    symbols::Symbolizer,
 };
 
 #[derive(Clone, Debug)]
@@ -117,11 +117,7 @@ impl HeapGrowth {
             if age.is_some_and(|a| a.oldest < 2 || a.oldest * 2 < growth.cycles) {
                 continue;
             }
-            let stack: Vec<Frame> = series
-                .stack(bucket)
-                .iter()
-                .flat_map(|pc| sym.caller_frames(*pc))
-                .collect();
+            let stack = heap_stack(series, bucket, sym);
             if syncmap_growth::in_sync_map(&stack) {
                 out.push(syncmap_growth::finding(stack, &growth, points.len(), age));
                 continue;

@@ -12,7 +12,13 @@ pub mod syncpool_misuse;
 
 use serde::Serialize;
 
-use crate::symbols::Frame;
+use crate::{
+    dump::show_frame,
+    goruntime::{allgs::GSnapshot, traceback::Tracebacks},
+    model::heap_series::HeapSeries,
+    symbols::{Frame, Symbolizer},
+    target::Target,
+};
 
 /// One verdict: which pattern, where, the numbers behind it, and what to change.
 #[derive(Clone, Debug, Serialize)]
@@ -52,4 +58,32 @@ pub fn caller_of(stack: &[Frame], inside: impl Fn(&str) -> bool) -> Option<Frame
         .iter()
         .find(|f| !is_runtime(&f.function))
         .cloned()
+}
+
+/// A heap site's allocation stack, named (inlined calls expanded), innermost first.
+pub fn heap_stack(series: &HeapSeries, bucket: u64, sym: &Symbolizer) -> Vec<Frame> {
+    series
+        .stack(bucket)
+        .iter()
+        .flat_map(|pc| sym.caller_frames(*pc))
+        .collect()
+}
+
+/// Where a goroutine that is not running waits, as Go's traceback shows it (runtime
+/// internals hidden), innermost first. Empty for a running goroutine.
+pub fn goroutine_stack(
+    target: &Target,
+    tb: &Tracebacks,
+    sym: &Symbolizer,
+    g: &GSnapshot,
+) -> Vec<Frame> {
+    let Ok(stacks) = tb.unwind(target, &[g]) else {
+        return Vec::new();
+    };
+    stacks
+        .into_iter()
+        .flatten()
+        .flat_map(|pc| sym.caller_frames(pc))
+        .filter(|f| show_frame(&f.function))
+        .collect()
 }

@@ -6,11 +6,8 @@
 
 use serde_json::json;
 
-use super::{caller_of, site_of, Finding};
-use crate::{
-    model::heap_series::HeapSeries,
-    symbols::{Frame, Symbolizer},
-};
+use super::{caller_of, heap_stack, site_of, Finding};
+use crate::{model::heap_series::HeapSeries, symbols::Symbolizer};
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -54,11 +51,7 @@ impl SyncPoolMisuse {
             if per_cycle < self.config.min_new_per_cycle {
                 continue;
             }
-            let stack: Vec<Frame> = series
-                .stack(bucket)
-                .iter()
-                .flat_map(|pc| sym.caller_frames(*pc))
-                .collect();
+            let stack = heap_stack(series, bucket, sym);
             if !stack.iter().any(|f| is_pool_get(&f.function)) {
                 continue;
             }
