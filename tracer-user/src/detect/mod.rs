@@ -36,14 +36,29 @@ pub struct Finding {
 }
 
 /// The code to point at in an allocation stack: its first frame outside the runtime (as Go's
-/// heap profile hides the allocator).
+/// heap profile hides the allocator); for the runtime's own allocations (goroutine structures,
+/// timers...), the first runtime function that is not the allocator itself.
 pub fn site_of(stack: &[Frame]) -> Frame {
     stack
         .iter()
         .find(|f| !is_runtime(&f.function))
+        .or_else(|| stack.iter().find(|f| !is_allocator(&f.function)))
         .or(stack.first())
         .cloned()
         .unwrap_or_else(|| Frame::unknown(0))
+}
+
+/// The runtime's allocation entry points, which no one wants named as "the site".
+fn is_allocator(function: &str) -> bool {
+    let Some(name) = function.strip_prefix("runtime.") else {
+        return false;
+    };
+    name.starts_with("mallocgc")
+        || name.starts_with("newobject")
+        || name.starts_with("makeslice")
+        || name.starts_with("growslice")
+        || name.starts_with("newarray")
+        || name.starts_with("convT")
 }
 
 pub fn is_runtime(function: &str) -> bool {

@@ -330,16 +330,7 @@ fn heap_report(session: &Session, sym: &Symbolizer) -> HeapReport {
                 .iter()
                 .flat_map(|pc| sym.caller_frames(*pc))
                 .collect();
-            // As Go's heap profile does: the allocator's own frames are not the site.
-            let site = stack
-                .iter()
-                .find(|f| {
-                    !f.function.starts_with("runtime.")
-                        && !f.function.starts_with("internal/runtime/")
-                })
-                .or(stack.first())
-                .cloned()
-                .unwrap_or_else(|| Frame::unknown(0));
+            let site = crate::detect::site_of(&stack);
             HeapSite {
                 site,
                 stack,

@@ -71,10 +71,16 @@ pub fn finding(f: &crate::detect::Finding) -> String {
                 .join(" ")
         })
         .unwrap_or_default();
+    // For patterns about waiting goroutines, where they wait.
+    let waiting = matches!(
+        f.pattern,
+        "goroutine-leak" | "chan-backlog" | "finalizer-abuse"
+    );
     let blocked_at = f
         .stack
         .first()
-        .map(|fr| format!("\n    blocked at {fr}"))
+        .filter(|_| waiting)
+        .map(|fr| format!("\n    waiting in {fr}"))
         .unwrap_or_default();
     format!(
         "FINDING {} at {}{blocked_at}\n    {evidence}\n    hint: {}",
