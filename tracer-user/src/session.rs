@@ -77,6 +77,9 @@ impl Default for AttachOptions {
     }
 }
 
+/// The share of one CPU gotrace allows itself for its heavier reads of the target's memory.
+const READ_BUDGET: f64 = 0.05;
+
 /// Why a session ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -157,6 +160,9 @@ pub struct Session {
     /// The most heap in use (runtime's count) and user goroutines seen at any look.
     pub peak_heap_in_use: Option<u64>,
     pub peak_goroutines: Option<u64>,
+    /// When the next walk of the heap's specials, and of every goroutine, may start.
+    next_specials_scan: Option<Instant>,
+    next_census: Option<Instant>,
     /// Every user goroutine's stack (link-time return PCs) with how many goroutines share it,
     /// taken at the end of `run` while the target still runs: the goroutine profile.
     pub goroutine_stacks: Option<Vec<(Vec<u64>, u64)>>,
@@ -261,6 +267,8 @@ impl Session {
             peak_heap_in_use: None,
             peak_goroutines: None,
             goroutine_stacks: None,
+            next_specials_scan: None,
+            next_census: None,
         };
         session.observe();
         Ok(session)
@@ -341,7 +349,9 @@ impl Session {
                 self.cgo_leaks.update(t, &totals);
             }
         }
-        if let Some(a) = &self.readers.allgs {
+        let census_due = self.next_census.is_none_or(|next| Instant::now() >= next);
+        if let (Some(a), true) = (&self.readers.allgs, census_due) {
+            let begin = Instant::now();
             if let Ok(snapshot) = a.snapshot(&self.target) {
                 let census = census_of(&snapshot, &self.target);
                 self.peak_goroutines = self.peak_goroutines.max(Some(census.user));
@@ -367,6 +377,8 @@ impl Session {
                 }
                 self.snapshot = snapshot;
             }
+            // A program with a million goroutines takes a while to read: keep within budget.
+            self.next_census = Some(Instant::now() + begin.elapsed().div_f64(READ_BUDGET));
         }
         if let Some(g) = &self.readers.goids {
             if let Ok(n) = g.created(&self.target) {
@@ -440,10 +452,21 @@ impl Session {
         self.findings = findings;
     }
 
+    /// Walks the heap's specials for object ages. On a heap with millions of specials (every
+    /// object with a finalizer has one) a walk takes a while, and the CPU it uses is the one
+    /// the target's GC wants too: walks are spaced so that they use at most
+    /// [`READ_BUDGET`] of one CPU.
     fn scan_specials(&mut self, cycle: u32) {
         let Some(r) = &self.readers.specials else {
             return;
         };
+        if self
+            .next_specials_scan
+            .is_some_and(|next| Instant::now() < next)
+        {
+            return;
+        }
+        let begin = Instant::now();
         match r.scan(&self.target) {
             Ok(scan) => {
                 self.ages.update(cycle, &scan.profiled);
@@ -451,6 +474,8 @@ impl Session {
             }
             Err(e) => log::debug!("walking the heap specials: {e}"),
         }
+        let took = begin.elapsed();
+        self.next_specials_scan = Some(Instant::now() + took.div_f64(READ_BUDGET));
     }
 
     fn capture_goroutine_stacks(&mut self) {
