@@ -134,3 +134,48 @@ fn failing_command_fails_the_check() -> Result<()> {
     assert!(stderr.contains("the command failed"), "{stderr}");
     lock.assert_nothing_loaded()
 }
+
+/// Each detector can be switched off and its thresholds moved: the same leaking command then
+/// passes. An unknown pattern is a usage error.
+#[test]
+fn detectors_can_be_switched_off_and_tuned() -> Result<()> {
+    let lock = bpf::exclusive();
+    let exe = goleak()?;
+    let off = check(&[
+        "--duration",
+        "13s",
+        "--disable",
+        "goroutine-leak",
+        "--",
+        &exe,
+        "-mode",
+        "leak",
+    ])?;
+    assert_eq!(
+        off.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&off.stderr)
+    );
+    let high = check(&[
+        "--duration",
+        "13s",
+        "--goroutine-growth",
+        "1000000",
+        "--",
+        &exe,
+        "-mode",
+        "leak",
+    ])?;
+    assert_eq!(
+        high.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&high.stderr)
+    );
+    let bad = check(&["--disable", "no-such-pattern", "--", &exe])?;
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("unknown pattern"), "{stderr}");
+    lock.assert_nothing_loaded()
+}

@@ -66,6 +66,9 @@ only enforce the thresholds). The report and profiles are written to --out as wi
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
+    #[command(flatten)]
+    pub detect: DetectArgs,
+
     /// Trace this running process instead of starting a command.
     #[arg(long, conflicts_with = "command")]
     pub pid: Option<u32>,
@@ -180,6 +183,92 @@ every SetFinalizer, --alloc-samples every sampled allocation, --chan-sends every
 (60x slower for a tight send loop), --exact-alloc every allocation (20x slower allocation).
 Use them for short, targeted runs.";
 
+/// The leak detectors: which run, and their thresholds (defaults in brackets).
+#[derive(Args, Debug)]
+pub struct DetectArgs {
+    /// Switch off these patterns (goroutine-leak, heap-growth, syncmap-growth,
+    /// syncpool-misuse, closure-retention, chan-backlog, finalizer-abuse, cgo-malloc-leak).
+    #[arg(long, value_delimiter = ',', value_name = "PATTERN,...", value_parser = parse_pattern)]
+    pub disable: Vec<String>,
+
+    /// goroutine-leak: growth of a creation site's live goroutines that counts [10].
+    #[arg(long, value_name = "N")]
+    pub goroutine_growth: Option<u64>,
+
+    /// goroutine-leak: report goroutines blocked longer than this even without growth [10m].
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    pub block_threshold: Option<Duration>,
+
+    /// heap-growth / syncmap-growth: growth of a site's bytes in use that counts [1MiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub heap_growth: Option<u64>,
+
+    /// closure-retention: bytes a closure must keep alive [1MiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub retained: Option<u64>,
+
+    /// syncpool-misuse: new objects per GC cycle through sync.Pool.Get that count [256].
+    #[arg(long, value_name = "N")]
+    pub pool_new_per_cycle: Option<u64>,
+
+    /// chan-backlog: consecutive looks a channel must stay full [3].
+    #[arg(long, value_name = "N")]
+    pub chan_full_looks: Option<usize>,
+
+    /// finalizer-abuse: time the finalizer goroutine may spend in one finalizer [5s].
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    pub finalizer_stuck: Option<Duration>,
+
+    /// cgo-malloc-leak: growth of a stack's outstanding C bytes that counts [1MiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub cgo_growth: Option<u64>,
+}
+
+impl DetectArgs {
+    fn config(&self) -> gotrace::detect::DetectConfig {
+        let mut c = gotrace::detect::DetectConfig {
+            disabled: self.disable.clone(),
+            ..Default::default()
+        };
+        if let Some(v) = self.goroutine_growth {
+            c.goroutine_leak.min_growth = v;
+        }
+        if let Some(v) = self.block_threshold {
+            c.goroutine_leak.block_threshold_s = v.as_secs_f64();
+        }
+        if let Some(v) = self.heap_growth {
+            c.heap_growth.min_growth_bytes = v;
+        }
+        if let Some(v) = self.retained {
+            c.closure_retention.min_bytes = v;
+        }
+        if let Some(v) = self.pool_new_per_cycle {
+            c.syncpool_misuse.min_new_per_cycle = v;
+        }
+        if let Some(v) = self.chan_full_looks {
+            c.chan_backlog.full_looks = v;
+        }
+        if let Some(v) = self.finalizer_stuck {
+            c.finalizer_abuse.stuck_s = v.as_secs_f64();
+        }
+        if let Some(v) = self.cgo_growth {
+            c.cgo_malloc_leak.min_growth_bytes = v;
+        }
+        c
+    }
+}
+
+fn parse_pattern(s: &str) -> Result<String, String> {
+    if gotrace::detect::PATTERNS.contains(&s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "unknown pattern {s:?} (one of {})",
+            gotrace::detect::PATTERNS.join(", ")
+        ))
+    }
+}
+
 /// How gotrace treats the target's heap sampler, and the live flamegraph.
 #[derive(Args, Debug)]
 pub struct HeapArgs {
@@ -201,6 +290,9 @@ pub struct HeapArgs {
 
 #[derive(Args, Debug)]
 pub struct AttachArgs {
+    #[command(flatten)]
+    pub detect: DetectArgs,
+
     /// Process id of the Go program.
     pub pid: u32,
 
@@ -315,7 +407,7 @@ fn attach(args: AttachArgs) -> Result<ExitCode> {
         tick: args.interval,
         sample_rate: args.heap.sample_rate,
         read_only: args.heap.read_only,
-        ..AttachOptions::default()
+        detect: args.detect.config(),
     };
     let mut session = Session::attach(args.pid, options)?;
     let info = session.target.info();
@@ -522,6 +614,7 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
     let options = AttachOptions {
         duration: args.duration,
         tick: std::time::Duration::from_millis(500),
+        detect: args.detect.config(),
         ..AttachOptions::default()
     };
     let mut session = match (Session::attach(pid, options), child.as_mut()) {

@@ -57,10 +57,8 @@ pub struct AttachOptions {
     /// Never write into the target: the heap profile is then only available when the program
     /// already samples.
     pub read_only: bool,
-    /// Thresholds of the goroutine-leak detector.
-    pub goroutine_leaks: crate::detect::goroutine_leak::Config,
-    /// Thresholds of the heap-growth detector.
-    pub heap_growth: crate::detect::heap_growth::Config,
+    /// The detectors' thresholds and the patterns switched off.
+    pub detect: crate::detect::DetectConfig,
 }
 
 impl Default for AttachOptions {
@@ -71,8 +69,7 @@ impl Default for AttachOptions {
             tick: Duration::from_secs(1),
             sample_rate: None,
             read_only: false,
-            goroutine_leaks: Default::default(),
-            heap_growth: Default::default(),
+            detect: Default::default(),
         }
     }
 }
@@ -229,8 +226,18 @@ impl Session {
         let live_at_start = readers.allgs.as_ref().and_then(|a| a.census(&target).ok());
         let goids_at_attach = readers.goids.as_ref().and_then(|g| g.created(&target).ok());
         let tracebacks = Tracebacks::new(&target, &runtime);
-        let leaks = GoroutineLeaks::new(options.goroutine_leaks.clone());
-        let growth = HeapGrowth::new(options.heap_growth.clone());
+        let d = &options.detect;
+        let leaks = GoroutineLeaks::new(d.goroutine_leak.clone());
+        let growth = HeapGrowth::new(d.heap_growth.clone());
+        let pool_misuse = SyncPoolMisuse {
+            config: d.syncpool_misuse.clone(),
+        };
+        let closure_retention = ClosureRetention {
+            config: d.closure_retention.clone(),
+        };
+        let finalizer_abuse = FinalizerAbuse::new(d.finalizer_abuse.clone());
+        let chan_backlog = ChanBacklog::new(d.chan_backlog.clone());
+        let cgo_leaks = CgoMallocLeak::new(d.cgo_malloc_leak.clone());
         let mut session = Session {
             target,
             runtime,
@@ -256,12 +263,12 @@ impl Session {
             tracebacks,
             leaks,
             growth,
-            pool_misuse: SyncPoolMisuse::default(),
-            closure_retention: ClosureRetention::default(),
+            pool_misuse,
+            closure_retention,
             heap_series: Default::default(),
-            finalizer_abuse: FinalizerAbuse::default(),
-            chan_backlog: ChanBacklog::default(),
-            cgo_leaks: CgoMallocLeak::default(),
+            finalizer_abuse,
+            chan_backlog,
+            cgo_leaks,
             snapshot: Vec::new(),
             findings: Vec::new(),
             peak_heap_in_use: None,
@@ -449,6 +456,7 @@ impl Session {
             &self.tracebacks,
             &sym,
         ));
+        findings.retain(|f| self.options.detect.enabled(f.pattern));
         self.findings = findings;
     }
 

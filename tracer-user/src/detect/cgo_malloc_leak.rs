@@ -40,6 +40,13 @@ pub struct CgoMallocLeak {
 }
 
 impl CgoMallocLeak {
+    pub fn new(config: Config) -> Self {
+        CgoMallocLeak {
+            config,
+            ..Default::default()
+        }
+    }
+
     /// One look at the outstanding totals per stack.
     pub fn update(&mut self, t: f64, totals: &[(i64, i64, i64)]) {
         let now: HashMap<i64, (i64, i64)> = totals.iter().map(|&(s, b, n)| (s, (b, n))).collect();

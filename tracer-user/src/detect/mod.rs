@@ -20,6 +20,37 @@ use crate::{
     target::Target,
 };
 
+/// Every pattern's stable id.
+pub const PATTERNS: &[&str] = &[
+    "goroutine-leak",
+    "heap-growth",
+    "syncmap-growth",
+    "syncpool-misuse",
+    "closure-retention",
+    "chan-backlog",
+    "finalizer-abuse",
+    "cgo-malloc-leak",
+];
+
+/// Every detector's thresholds, and the patterns switched off.
+#[derive(Clone, Debug, Default)]
+pub struct DetectConfig {
+    pub disabled: Vec<String>,
+    pub goroutine_leak: goroutine_leak::Config,
+    pub heap_growth: heap_growth::Config,
+    pub chan_backlog: chan_backlog::Config,
+    pub finalizer_abuse: finalizer_abuse::Config,
+    pub syncpool_misuse: syncpool_misuse::Config,
+    pub closure_retention: closure_retention::Config,
+    pub cgo_malloc_leak: cgo_malloc_leak::Config,
+}
+
+impl DetectConfig {
+    pub fn enabled(&self, pattern: &str) -> bool {
+        !self.disabled.iter().any(|d| d == pattern)
+    }
+}
+
 /// One verdict: which pattern, where, the numbers behind it, and what to change.
 #[derive(Clone, Debug, Serialize)]
 pub struct Finding {
