@@ -95,6 +95,13 @@ fn exact_counts(release: &str, variant: Variant) -> Result<()> {
         "{}",
         site.function
     );
+    // The full creation stack (recorded on the system stack, unwound into the goroutine's).
+    assert_eq!(
+        site.creation_stack.first().map(|f| f.function.as_str()),
+        Some("main.main"),
+        "{:?}",
+        site.creation_stack
+    );
 
     assert_eq!(report.channels.len(), 1, "{:#?}", report.channels);
     let ch = &report.channels[0];

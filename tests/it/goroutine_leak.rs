@@ -131,3 +131,63 @@ fn goroutines_the_runtime_marked_leaked() -> Result<()> {
     drop(session);
     lock.assert_nothing_loaded()
 }
+
+/// The goroutine tree (parent → child, folded by creation site) and per-site ages, read from
+/// memory: 3 servers started by main, each starting 5 handlers.
+#[test]
+fn goroutine_tree_and_ages() -> Result<()> {
+    let lock = bpf::exclusive();
+    let exe = fixtures::build("gotree", Toolchain::find("1.27")?, Variant::Stripped)?;
+    let mut proc = GoProcess::start(&exe, &[])?;
+    let tracing = trace::start(
+        proc.pid(),
+        AttachOptions {
+            probes: ProbeSelection::none(),
+            tick: Duration::from_millis(200),
+            ..AttachOptions::default()
+        },
+    )?;
+    proc.send("go")?;
+    proc.expect_line("started", Duration::from_secs(30))?;
+    std::thread::sleep(Duration::from_millis(1500));
+    let (session, reason) = tracing.finish()?;
+    let report = Report::build(&session, reason);
+    let g = &report.goroutines;
+    let edge = |parent: &str, child: &str| {
+        g.tree.iter().find(|e| {
+            e.site.function == child
+                && e.parent_site.as_ref().map(|p| p.function.as_str()) == Some(parent)
+        })
+    };
+    // Handlers: started at `go handle()` in serve, by goroutines started at `go serve` in main.
+    assert_eq!(
+        edge("main.main", "main.serve").map(|e| e.live),
+        Some(15),
+        "{:#?}",
+        g.tree
+    );
+    let servers = g
+        .tree
+        .iter()
+        .filter(|e| e.site.function == "main.main")
+        .map(|e| e.live)
+        .sum::<u64>();
+    assert_eq!(servers, 3, "{:#?}", g.tree);
+    let handlers = g
+        .live_by_site
+        .iter()
+        .find(|s| s.function == "main.handle")
+        .context("handler site")?;
+    assert_eq!(handlers.live, 15);
+    // Started after attach, a second or two ago.
+    assert_eq!(handlers.ages.before_attach, 0);
+    assert_eq!(
+        handlers.ages.seconds[0] + handlers.ages.seconds[1],
+        15,
+        "{:?}",
+        handlers.ages
+    );
+    proc.send("exit")?;
+    drop(session);
+    lock.assert_nothing_loaded()
+}

@@ -121,6 +121,9 @@ pub struct GoroutineCreated {
     pub gopc: u64,
     /// Entry PC of the goroutine's function (`g.startpc`); a `gowrapN` wrapper from Go 1.22.
     pub startpc: u64,
+    /// The user stack at creation (id in the stack-trace map; negative: none). newproc1 runs
+    /// on the system stack, whose frames link back to the goroutine that ran the `go`.
+    pub stack_id: i64,
 }
 
 #[repr(C)]

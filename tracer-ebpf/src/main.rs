@@ -133,6 +133,7 @@ pub fn gotrace_newproc1_ret(ctx: ProbeContext) -> u32 {
             parent_goid,
             gopc: read_u64(newg + cfg.g_gopc),
             startpc: read_u64(newg + cfg.g_startpc),
+            stack_id: user_stack(&ctx),
         },
     );
     0

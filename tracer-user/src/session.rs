@@ -320,6 +320,18 @@ impl Session {
         Some((self.goroutines_created()? as i64 - grown).max(0) as u64)
     }
 
+    /// Every goroutine at the latest look (dead ones included).
+    pub fn goroutines(&self) -> &[GSnapshot] {
+        &self.snapshot
+    }
+
+    /// A user stack recorded by a probe (runtime addresses, innermost first).
+    pub fn user_stack(&self, stack_id: i64) -> Option<Vec<u64>> {
+        let maps = self.maps.as_ref()?;
+        let trace = maps.stacks.get(&u32::try_from(stack_id).ok()?, 0).ok()?;
+        Some(trace.frames().iter().map(|f| f.ip).collect())
+    }
+
     /// Goroutines alive now: the latest census, else the census at attach plus what was
     /// created minus what exited.
     pub fn live_goroutines(&self) -> Option<i64> {

@@ -64,6 +64,42 @@ struct Site {
     sample: Option<GSnapshot>,
     oldest_blocked_since: Option<f64>,
     reasons: HashMap<u8, u64>,
+    /// Ages of its live goroutines at the latest look (see [`GoroutineAges`]).
+    ages: GoroutineAges,
+}
+
+/// How long the live goroutines of one creation site have been alive.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GoroutineAges {
+    /// Goroutines by age: `[<1s, 1-10s, 10s-1m, 1-10m, 10m+]` (since attach at most).
+    pub seconds: [u64; 5],
+    /// Of which already alive when gotrace attached (older than they look).
+    pub before_attach: u64,
+}
+
+impl GoroutineAges {
+    fn add(&mut self, age_s: f64, before_attach: bool) {
+        let slot = match age_s {
+            a if a < 1.0 => 0,
+            a if a < 10.0 => 1,
+            a if a < 60.0 => 2,
+            a if a < 600.0 => 3,
+            _ => 4,
+        };
+        self.seconds[slot] += 1;
+        self.before_attach += u64::from(before_attach);
+    }
+}
+
+/// One creation site's live goroutines.
+#[derive(Clone, Debug)]
+pub struct LiveSite {
+    /// The `go` statement, and the goroutines' function (link-time PCs).
+    pub gopc: u64,
+    pub startpc: u64,
+    pub live: u64,
+    pub blocked: u64,
+    pub ages: GoroutineAges,
 }
 
 #[derive(Debug, Default)]
@@ -72,6 +108,9 @@ pub struct GoroutineLeaks {
     sites: HashMap<u64, Site>,
     /// goid -> (first time seen blocked, wait reason)
     blocked_since: HashMap<u64, (f64, u8)>,
+    /// goid -> (first time seen, alive at the first look)
+    first_seen: HashMap<u64, (f64, bool)>,
+    looks: u64,
 }
 
 impl GoroutineLeaks {
@@ -91,7 +130,11 @@ impl GoroutineLeaks {
             s.sample = None;
             s.oldest_blocked_since = None;
             s.reasons.clear();
+            s.ages = GoroutineAges::default();
         }
+        let first_look = self.looks == 0;
+        self.looks += 1;
+        let mut still_alive = HashMap::new();
         let mut live: HashMap<u64, u64> = HashMap::new();
         let mut still_blocked = HashMap::new();
         for g in snapshot.iter().filter(|g| g.is_live()) {
@@ -108,6 +151,9 @@ impl GoroutineLeaks {
                 startpc: g.startpc,
                 ..Default::default()
             });
+            let seen = *self.first_seen.get(&g.goid).unwrap_or(&(t, first_look));
+            still_alive.insert(g.goid, seen);
+            site.ages.add(t - seen.0, seen.1);
             if g.status == G_WAITING || g.status == G_LEAKED {
                 let since = match self.blocked_since.get(&g.goid) {
                     Some(&(since, reason)) if reason == g.waitreason => since,
@@ -124,6 +170,7 @@ impl GoroutineLeaks {
             }
         }
         self.blocked_since = still_blocked;
+        self.first_seen = still_alive;
         for (pc, site) in self.sites.iter_mut() {
             let n = live.get(pc).copied().unwrap_or(0);
             site.points.push_back((t, n));
@@ -149,18 +196,23 @@ impl GoroutineLeaks {
             .collect()
     }
 
-    /// Live goroutines per creation site at the latest look: (`go` statement PC, start PC,
-    /// live, blocked), most first.
-    pub fn live_by_site(&self) -> Vec<(u64, u64, u64, u64)> {
+    /// Live goroutines per creation site at the latest look, most first.
+    pub fn live_by_site(&self) -> Vec<LiveSite> {
         let mut v: Vec<_> = self
             .sites
             .iter()
             .filter_map(|(pc, s)| {
                 let &(_, live) = s.points.back()?;
-                (live > 0).then_some((*pc, s.startpc, live, s.blocked))
+                (live > 0).then(|| LiveSite {
+                    gopc: *pc,
+                    startpc: s.startpc,
+                    live,
+                    blocked: s.blocked,
+                    ages: s.ages.clone(),
+                })
             })
             .collect();
-        v.sort_by_key(|x| std::cmp::Reverse(x.2));
+        v.sort_by_key(|x| std::cmp::Reverse(x.live));
         v
     }
 

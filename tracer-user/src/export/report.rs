@@ -7,7 +7,7 @@ use serde::Serialize;
 use tracer_common::ProbeKind;
 
 use crate::{
-    detect::Finding,
+    detect::{goroutine_leak::GoroutineAges, Finding},
     error::{Error, Result},
     goruntime::{gcstats::GcSnapshot, heapprof::SamplerState, traceback, OffsetsSource},
     model::{
@@ -124,12 +124,26 @@ pub struct GoroutineReport {
     pub created_by_site: Vec<GoSite>,
     /// Goroutines alive at the end per `go` statement, most first (at most 20).
     pub live_by_site: Vec<LiveSite>,
+    /// The parent→child tree of the goroutines alive at the end, folded by creation site:
+    /// which `go` statement started goroutines that then ran which `go` statement (Go 1.21+
+    /// records each goroutine's parent; `parent_site` is null for the main goroutine, the
+    /// runtime's, and parents that have exited). At most 50 edges, largest first.
+    pub tree: Vec<TreeEdge>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TreeEdge {
+    pub parent_site: Option<Frame>,
+    pub site: Frame,
+    pub live: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct GoSite {
     /// The `go` statement.
     pub site: Frame,
+    /// The stack that ran it (runtime frames of the creation hidden), innermost first.
+    pub creation_stack: Vec<Frame>,
     /// The goroutines' function.
     pub function: String,
     pub created: u64,
@@ -143,6 +157,8 @@ pub struct LiveSite {
     pub live: u64,
     /// Of which blocked (waiting on a channel, lock, timer...).
     pub blocked: u64,
+    /// How long they have been alive.
+    pub ages: GoroutineAges,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -177,6 +193,13 @@ impl Report {
             .iter()
             .map(|(pc, s)| GoSite {
                 site: sym.caller_frame(pc.wrapping_sub(bias)),
+                creation_stack: session
+                    .user_stack(s.stack_id)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .flat_map(|pc| sym.caller_frames(pc.wrapping_sub(bias)))
+                    .filter(|f| crate::dump::show_frame(&f.function))
+                    .collect(),
                 function: traceback::goroutine_function(
                     &target.binary,
                     s.startpc.wrapping_sub(bias),
@@ -259,6 +282,7 @@ impl Report {
                 }
             },
             goroutines: GoroutineReport {
+                tree: goroutine_tree(session, &sym),
                 stack_in_use_at_start: session.live_at_start.map(|c| c.stack_bytes),
                 stack_in_use_at_end: session.census.map(|c| c.stack_bytes),
                 live_at_start: session.live_at_start.map(|c| c.all),
@@ -269,11 +293,12 @@ impl Report {
                     .live_by_site()
                     .into_iter()
                     .take(20)
-                    .map(|(gopc, startpc, live, blocked)| LiveSite {
-                        site: sym.caller_frame(gopc),
-                        function: traceback::goroutine_function(&target.binary, startpc),
-                        live,
-                        blocked,
+                    .map(|s| LiveSite {
+                        site: sym.caller_frame(s.gopc),
+                        function: traceback::goroutine_function(&target.binary, s.startpc),
+                        live: s.live,
+                        blocked: s.blocked,
+                        ages: s.ages,
                     })
                     .collect(),
             },
@@ -299,6 +324,40 @@ impl Report {
         std::fs::write(&tmp, self.to_json() + "\n").map_err(err(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(err(&path))
     }
+}
+
+/// Folds the parent links of the live goroutines into creation-site edges.
+fn goroutine_tree(session: &Session, sym: &Symbolizer) -> Vec<TreeEdge> {
+    let gs = session.goroutines();
+    let site_of: std::collections::HashMap<u64, u64> = gs
+        .iter()
+        .filter(|g| g.is_live() && g.gopc != 0)
+        .map(|g| (g.goid, g.gopc))
+        .collect();
+    let mut edges: std::collections::HashMap<(Option<u64>, u64), u64> = Default::default();
+    for g in gs.iter().filter(|g| g.is_live() && g.gopc != 0) {
+        let Some(parent) = g.parent_goid else {
+            return Vec::new();
+        };
+        *edges
+            .entry((site_of.get(&parent).copied(), g.gopc))
+            .or_default() += 1;
+    }
+    let mut out: Vec<TreeEdge> = edges
+        .into_iter()
+        .map(|((parent, site), live)| TreeEdge {
+            parent_site: parent.map(|pc| sym.caller_frame(pc)),
+            site: sym.caller_frame(site),
+            live,
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.live
+            .cmp(&a.live)
+            .then(a.site.function.cmp(&b.site.function))
+    });
+    out.truncate(50);
+    out
 }
 
 /// Top sites and totals of the session's last heap profile.

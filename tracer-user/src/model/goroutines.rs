@@ -11,6 +11,8 @@ pub struct SiteStats {
     pub exited: u64,
     /// Entry PC of the goroutines' function (of the last one seen).
     pub startpc: u64,
+    /// The creation stack of one of them (stack-trace map id; negative: none).
+    pub stack_id: i64,
 }
 
 #[derive(Debug, Default)]
@@ -31,6 +33,9 @@ impl Goroutines {
         let site = self.by_site.entry(e.gopc).or_default();
         site.created += 1;
         site.startpc = e.startpc;
+        if site.stack_id < 0 || site.created == 1 {
+            site.stack_id = e.stack_id;
+        }
         *self.by_parent.entry(e.parent_goid).or_default() += 1;
     }
 
