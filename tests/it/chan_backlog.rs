@@ -10,6 +10,7 @@ use gotrace_tests::{
     trace::{assert_no_finding, finding, Run},
     Variant,
 };
+use tracer_common::ProbeKind;
 
 fn traced(mode: &str, release: &str, variant: Variant) -> Result<Report> {
     Run {
@@ -26,6 +27,41 @@ fn traced(mode: &str, release: &str, variant: Variant) -> Result<Report> {
         run_for: Duration::from_secs(5),
     }
     .report()
+}
+
+/// With `--chan-make` attached before the pipeline exists, the finding names the `make` of the
+/// channel and where its consumer waits, besides the producers.
+fn make_and_consumer_named(release: &str, variant: Variant) -> Result<()> {
+    let lock = bpf::exclusive();
+    let report = Run {
+        fixture: "chanbacklog",
+        args: &["-mode", "backlog", "-wait"],
+        release,
+        variant,
+        options: AttachOptions {
+            probes: ProbeSelection::none().with(ProbeKind::ChanMake),
+            tick: Duration::from_millis(500),
+            ..AttachOptions::default()
+        },
+        send_go: true,
+        run_for: Duration::from_secs(6),
+    }
+    .report()?;
+    let f = finding(&report, "chan-backlog")?;
+    assert_eq!(f.site.function, "main.produce", "{f:#?}");
+    let e = &f.evidence;
+    assert_eq!(e["make_site"]["function"], "main.pipeline", "{e}");
+    assert_eq!(
+        e["make_site"]["file"]
+            .as_str()
+            .map(|f| f.ends_with("chanbacklog/main.go")),
+        Some(true),
+        "{e}"
+    );
+    assert_eq!(e["consumer_site"]["function"], "main.consume", "{e}");
+    // The fixture makes this one channel after attach (the runtime makes none of its own).
+    assert!(report.counters.chans_made >= 1, "{:#?}", report.counters);
+    lock.assert_nothing_loaded()
 }
 
 fn backlog_flagged(release: &str, variant: Variant) -> Result<()> {
@@ -56,6 +92,16 @@ fn backlog_flagged_go_oldest_stripped() -> Result<()> {
 #[test]
 fn backlog_flagged_go_newest() -> Result<()> {
     backlog_flagged("1.27", Variant::Default)
+}
+
+#[test]
+fn make_and_consumer_named_go_oldest() -> Result<()> {
+    make_and_consumer_named("1.19", Variant::Default)
+}
+
+#[test]
+fn make_and_consumer_named_go_newest_stripped() -> Result<()> {
+    make_and_consumer_named("1.27", Variant::Stripped)
 }
 
 #[test]

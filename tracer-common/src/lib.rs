@@ -27,10 +27,12 @@ pub enum ProbeKind {
     CMalloc = 6,
     /// libc `free`: `--cgo-malloc` only.
     CFree = 7,
+    /// `runtime.makechan` returned a channel (probed at its RET instructions): `--chan-make`.
+    ChanMake = 8,
 }
 
 /// Number of [`ProbeKind`] variants: the length of the counter arrays.
-pub const PROBE_KINDS: usize = 8;
+pub const PROBE_KINDS: usize = 9;
 
 impl ProbeKind {
     pub const ALL: [ProbeKind; PROBE_KINDS] = [
@@ -42,6 +44,7 @@ impl ProbeKind {
         ProbeKind::Malloc,
         ProbeKind::CMalloc,
         ProbeKind::CFree,
+        ProbeKind::ChanMake,
     ];
 
     pub fn from_u32(v: u32) -> Option<Self> {
@@ -148,6 +151,18 @@ pub struct ChanSend {
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
+pub struct ChanMade {
+    pub header: EventHeader,
+    /// Address of the new `runtime.hchan`.
+    pub chan: u64,
+    /// Buffer capacity.
+    pub dataqsiz: u64,
+    /// Return address into the code that made it (`make(chan T, n)`).
+    pub caller_pc: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct FinalizerSet {
     pub header: EventHeader,
     /// `*_type` of the object (the eface's type word).
@@ -211,6 +226,7 @@ mod pod {
     unsafe impl aya::Pod for GoroutineCreated {}
     unsafe impl aya::Pod for GoroutineExited {}
     unsafe impl aya::Pod for ChanSend {}
+    unsafe impl aya::Pod for ChanMade {}
     unsafe impl aya::Pod for FinalizerSet {}
     unsafe impl aya::Pod for AllocSample {}
     unsafe impl aya::Pod for Malloc {}

@@ -16,7 +16,7 @@ use aya_ebpf::{
     programs::{ProbeContext, RetProbeContext},
 };
 use tracer_common::{
-    AllocSample, CAlloc, CStack, ChanSend, EventHeader, FinalizerSet, GoroutineCreated,
+    AllocSample, CAlloc, CStack, ChanMade, ChanSend, EventHeader, FinalizerSet, GoroutineCreated,
     GoroutineExited, Malloc, ProbeConfig, ProbeKind, C_ALLOCS_ENTRIES, EVENTS_RING_BYTES,
     PROBE_KINDS, STACKS_ENTRIES,
 };
@@ -167,6 +167,25 @@ pub fn gotrace_chansend(ctx: ProbeContext) -> u32 {
             qcount: read_u64(chan + cfg.hchan_qcount),
             dataqsiz: read_u64(chan + cfg.hchan_dataqsiz),
             // The probe sits before the frame is set up, so [RSP] is the return address.
+            caller_pc: read_u64(r.rsp),
+        },
+    );
+    0
+}
+
+/// At each RET of `runtime.makechan`: RAX holds the new channel, and [RSP] the return address
+/// into the `make` (the frame is already torn down).
+#[uprobe]
+pub fn gotrace_makechan_ret(ctx: ProbeContext) -> u32 {
+    let cfg = config();
+    let r = regs(&ctx);
+    let chan = r.rax;
+    emit(
+        ProbeKind::ChanMake,
+        ChanMade {
+            header: header(ProbeKind::ChanMake, current_goid(&ctx, &cfg)),
+            chan,
+            dataqsiz: read_u64(chan + cfg.hchan_dataqsiz),
             caller_pc: read_u64(r.rsp),
         },
     );

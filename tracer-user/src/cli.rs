@@ -180,7 +180,7 @@ state, channels and the finalizer queue from the runtime's memory, and turns Go'
 sampler on at 512 KiB if it is off. Each probe flag makes every call of its runtime function
 trap into the kernel (~4 µs): --goroutine-events costs every `go` statement, --finalizer-sites
 every SetFinalizer, --alloc-samples every sampled allocation, --chan-sends every channel send
-(60x slower for a tight send loop), --exact-alloc every allocation (20x slower allocation).
+(60x slower for a tight send loop), --chan-make every make(chan), --exact-alloc every allocation (20x slower allocation).
 Use them for short, targeted runs.";
 
 /// The leak detectors: which run, and their thresholds (defaults in brackets).
@@ -332,6 +332,11 @@ pub struct AttachArgs {
     #[arg(long)]
     pub chan_sends: bool,
 
+    /// Probe the returns of runtime.makechan, to name the `make` of each buffered channel
+    /// that backs up (~4 µs per channel made; free for programs that make channels at start).
+    #[arg(long)]
+    pub chan_make: bool,
+
     /// Probe every allocation (mallocgc and its variants): very costly, short runs only.
     #[arg(long)]
     pub exact_alloc: bool,
@@ -385,6 +390,9 @@ fn attach(args: AttachArgs) -> Result<ExitCode> {
     let mut probes = ProbeSelection::default_set();
     if args.chan_sends {
         probes = probes.with(ProbeKind::ChanSend);
+    }
+    if args.chan_make {
+        probes = probes.with(ProbeKind::ChanMake);
     }
     if args.exact_alloc {
         probes = probes.with(ProbeKind::Malloc);

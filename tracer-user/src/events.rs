@@ -1,8 +1,8 @@
 //! Ring-buffer records decoded into typed events.
 
 use tracer_common::{
-    AllocSample, ChanSend, EventHeader, FinalizerSet, GoroutineCreated, GoroutineExited, Malloc,
-    ProbeKind,
+    AllocSample, ChanMade, ChanSend, EventHeader, FinalizerSet, GoroutineCreated, GoroutineExited,
+    Malloc, ProbeKind,
 };
 
 #[derive(Clone, Copy, Debug)]
@@ -10,6 +10,7 @@ pub enum Event {
     GoroutineCreated(GoroutineCreated),
     GoroutineExited(GoroutineExited),
     ChanSend(ChanSend),
+    ChanMade(ChanMade),
     FinalizerSet(FinalizerSet),
     AllocSample(AllocSample),
     Malloc(Malloc),
@@ -25,6 +26,7 @@ impl Event {
                 ProbeKind::GoroutineCreate => Event::GoroutineCreated(read(bytes)?),
                 ProbeKind::GoroutineExit => Event::GoroutineExited(read(bytes)?),
                 ProbeKind::ChanSend => Event::ChanSend(read(bytes)?),
+                ProbeKind::ChanMake => Event::ChanMade(read(bytes)?),
                 ProbeKind::SetFinalizer => Event::FinalizerSet(read(bytes)?),
                 ProbeKind::AllocSample => Event::AllocSample(read(bytes)?),
                 ProbeKind::Malloc => Event::Malloc(read(bytes)?),
@@ -39,6 +41,7 @@ impl Event {
             Event::GoroutineCreated(e) => &e.header,
             Event::GoroutineExited(e) => &e.header,
             Event::ChanSend(e) => &e.header,
+            Event::ChanMade(e) => &e.header,
             Event::FinalizerSet(e) => &e.header,
             Event::AllocSample(e) => &e.header,
             Event::Malloc(e) => &e.header,

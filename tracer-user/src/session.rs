@@ -385,13 +385,16 @@ impl Session {
                     .update(t, queue, &snapshot, &self.target, &self.tracebacks);
                 if let Some(r) = &self.readers.channels {
                     let known: Vec<u64> = self.model.channels.by_address.keys().copied().collect();
+                    let sym = crate::symbols::Symbolizer::new(&self.target.binary);
                     self.chan_backlog.update(
                         t,
                         &snapshot,
                         known,
+                        &self.model.channels.made,
                         r,
                         &self.target,
                         &self.tracebacks,
+                        &sym,
                     );
                 }
                 self.snapshot = snapshot;
@@ -454,12 +457,7 @@ impl Session {
             &self.target.binary,
             &sym,
         ));
-        findings.extend(self.chan_backlog.findings(
-            &self.snapshot,
-            &self.target,
-            &self.tracebacks,
-            &sym,
-        ));
+        findings.extend(self.chan_backlog.findings(&self.target, &sym));
         findings.extend(self.finalizer_abuse.findings(
             t,
             self.started.elapsed().as_secs_f64(),

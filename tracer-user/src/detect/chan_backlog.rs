@@ -47,6 +47,13 @@ const IDLE_LOOKS: usize = 30;
 struct Tracked {
     looks: VecDeque<(f64, ChanState)>,
     idle: usize,
+    /// Where a producer waited on it when it was full, and a consumer when it was empty. Read
+    /// as soon as the goroutine is seen blocked (it may move on before the next look) and kept:
+    /// once the channel backs up the consumers are busy elsewhere.
+    producer: Option<Vec<Frame>>,
+    consumer: Option<Vec<Frame>>,
+    /// The `make` that created it (`--chan-make`), a return address.
+    made_at: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -65,14 +72,17 @@ impl ChanBacklog {
 
     /// One look: learns the channels blocked goroutines wait on (plus `known`, e.g. from the
     /// send probe) and reads every followed channel.
+    #[allow(clippy::too_many_arguments)]
     pub fn update(
         &mut self,
         t: f64,
         snapshot: &[GSnapshot],
         known: impl IntoIterator<Item = u64>,
+        made: &std::collections::HashMap<u64, (u64, u64)>,
         reader: &ChannelReader,
         target: &Target,
         tb: &Tracebacks,
+        sym: &Symbolizer,
     ) {
         let blocked: Vec<&GSnapshot> = snapshot
             .iter()
@@ -83,9 +93,14 @@ impl ChanBacklog {
                 })
             })
             .collect();
-        for addr in reader.blocked_on(target, &blocked).into_iter().chain(known) {
+        for addr in reader
+            .blocked_on(target, &blocked)
+            .into_iter()
+            .chain(known)
+            .chain(made.keys().copied())
+        {
             if self.channels.len() < MAX_CHANNELS {
-                self.channels.entry(addr).or_default();
+                self.channels.entry(addr).or_default().made_at = made.get(&addr).map(|m| m.0);
             }
         }
         self.channels.retain(|addr, tracked| {
@@ -102,6 +117,18 @@ impl ChanBacklog {
             }
             let idle = state.len == 0 && state.senders == 0 && state.receivers == 0;
             tracked.idle = if idle { tracked.idle + 1 } else { 0 };
+            // Only a goroutine the snapshot also shows blocked on a channel: one just woken
+            // from the queue is already running elsewhere, and its stack with it.
+            let stack_of = |g: Option<u64>| {
+                let g = blocked.iter().find(|s| Some(s.addr) == g)?;
+                Some(goroutine_stack(target, tb, sym, g)).filter(|s| !s.is_empty())
+            };
+            if tracked.producer.is_none() {
+                tracked.producer = stack_of(state.a_sender);
+            }
+            if tracked.consumer.is_none() {
+                tracked.consumer = stack_of(state.a_receiver);
+            }
             tracked.looks.push_back((t, state));
             if tracked.looks.len() > WINDOW {
                 tracked.looks.pop_front();
@@ -110,13 +137,7 @@ impl ChanBacklog {
         });
     }
 
-    pub fn findings(
-        &self,
-        snapshot: &[GSnapshot],
-        target: &Target,
-        tb: &Tracebacks,
-        sym: &Symbolizer,
-    ) -> Vec<Finding> {
+    pub fn findings(&self, target: &Target, sym: &Symbolizer) -> Vec<Finding> {
         let c = &self.config;
         let mut out = Vec::new();
         for (addr, tracked) in &self.channels {
@@ -148,11 +169,7 @@ impl ChanBacklog {
             let (t0, first) = tracked.looks[0];
             let fill_per_s = (now.len as f64 - first.len as f64) / (t1 - t0).max(1e-3);
             // Where a producer waits: the send statement is the first frame outside the runtime.
-            let stack: Vec<Frame> = now
-                .a_sender
-                .and_then(|g| snapshot.iter().find(|s| s.addr == g))
-                .map(|g| goroutine_stack(target, tb, sym, g))
-                .unwrap_or_default();
+            let stack = tracked.producer.clone().unwrap_or_default();
             out.push(Finding {
                 pattern: "chan-backlog",
                 site: stack.first().cloned().unwrap_or_else(|| Frame::unknown(*addr)),
@@ -166,6 +183,8 @@ impl ChanBacklog {
                     "fill_per_s": (fill_per_s * 10.0).round() / 10.0,
                     "senders_blocked": now.senders,
                     "receivers_blocked": now.receivers,
+                    "make_site": tracked.made_at.map(|pc| sym.caller_frame(pc.wrapping_sub(target.load_bias))),
+                    "consumer_site": tracked.consumer.as_ref().and_then(|s| s.first()),
                     "looks": tracked.looks.len(),
                 }),
                 hint: "producers outpace the consumer of this channel: add consumers, make the producer back off or drop, or bound the work upstream; a bigger buffer only delays the backlog".into(),

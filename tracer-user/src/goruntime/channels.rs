@@ -17,8 +17,10 @@ pub struct ChanState {
     /// Goroutines blocked sending to / receiving from it.
     pub senders: u64,
     pub receivers: u64,
-    /// One blocked sender's g (to show where producers wait).
+    /// One blocked sender's and one blocked receiver's g (to show where producers and
+    /// consumers wait).
     pub a_sender: Option<u64>,
+    pub a_receiver: Option<u64>,
 }
 
 pub struct ChannelReader {
@@ -100,7 +102,7 @@ impl ChannelReader {
         let h = mem.read_vec(addr, span as usize)?;
         let w = |o: u64| read_u64(&h, o as usize).unwrap_or(0);
         let (senders, a_sender) = self.queue(target, w(self.sendq + self.waitq_first));
-        let (receivers, _) = self.queue(target, w(self.recvq + self.waitq_first));
+        let (receivers, a_receiver) = self.queue(target, w(self.recvq + self.waitq_first));
         Ok(ChanState {
             len: w(self.qcount),
             cap: w(self.dataqsiz),
@@ -108,6 +110,7 @@ impl ChannelReader {
             senders,
             receivers,
             a_sender,
+            a_receiver,
         })
     }
 

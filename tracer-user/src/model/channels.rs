@@ -18,9 +18,20 @@ pub struct ChannelStats {
 #[derive(Debug, Default)]
 pub struct Channels {
     pub by_address: HashMap<u64, ChannelStats>,
+    /// Buffered channels made while attached (`--chan-make`): address -> (return address into
+    /// the `make`, capacity).
+    pub made: HashMap<u64, (u64, u64)>,
 }
 
 impl Channels {
+    pub fn made(&mut self, e: &tracer_common::ChanMade) {
+        // Unbuffered channels cannot back up: not worth following.
+        // Bounded: a program making channels in a loop must not grow gotrace without limit.
+        if e.dataqsiz > 0 && self.made.len() < 100_000 {
+            self.made.insert(e.chan, (e.caller_pc, e.dataqsiz));
+        }
+    }
+
     pub fn send(&mut self, e: &ChanSend) {
         let c = self.by_address.entry(e.chan).or_default();
         c.sends += 1;

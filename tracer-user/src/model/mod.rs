@@ -32,6 +32,7 @@ impl Model {
             Event::GoroutineCreated(e) => self.goroutines.created(e),
             Event::GoroutineExited(e) => self.goroutines.exited(e.header.goid),
             Event::ChanSend(e) => self.channels.send(e),
+            Event::ChanMade(e) => self.channels.made(e),
             Event::FinalizerSet(e) => *self.finalizer_sites.entry(e.caller_pc).or_default() += 1,
             Event::AllocSample(e) => self.alloc_sample_bytes += e.size,
             Event::Malloc(e) => self.malloc_bytes += e.size,

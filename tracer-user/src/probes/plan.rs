@@ -42,6 +42,13 @@ pub enum FunctionSet {
 
 pub const PROBES: &[ProbeDef] = &[
     ProbeDef {
+        kind: ProbeKind::ChanMake,
+        name: "chan-make",
+        program: "gotrace_makechan_ret",
+        placement: Placement::Returns,
+        functions: FunctionSet::Named(&["runtime.makechan"]),
+    },
+    ProbeDef {
         kind: ProbeKind::GoroutineCreate,
         name: "goroutine-create",
         program: "gotrace_newproc1_ret",
