@@ -30,7 +30,7 @@ pub use crate::bench_symbols::SymbolsArgs;
 #[derive(Args)]
 struct OverheadArgs {
     /// Workloads to run.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Workload::Alloc, Workload::Json, Workload::Churn, Workload::Chan, Workload::Finalizer, Workload::Syncmap, Workload::Pool])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Workload::Alloc, Workload::Json, Workload::Reply, Workload::Churn, Workload::Chan, Workload::Finalizer, Workload::Syncmap, Workload::Pool])]
     workloads: Vec<Workload>,
     /// Probe modes to compare with untraced.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Mode::Default, Mode::ExactAlloc])]
@@ -53,6 +53,8 @@ enum Workload {
     /// The same with the sampler on at Go's default rate (one sample per 512 KiB).
     AllocSampled,
     Json,
+    /// The JSON loop answering each request through a channel made for it.
+    Reply,
     Churn,
     Chan,
     Finalizer,
@@ -68,6 +70,8 @@ enum Mode {
     ExactAlloc,
     /// `--chan-sends`.
     ChanSends,
+    /// `--chan-make`.
+    ChanMake,
     /// `--goroutine-events`.
     GoroutineEvents,
     /// `--finalizer-sites`.
@@ -80,6 +84,7 @@ impl Workload {
             Workload::Alloc => vec!["-mode", "alloc"],
             Workload::AllocSampled => vec!["-mode", "alloc", "-memprofilerate", "524288"],
             Workload::Json => vec!["-mode", "json"],
+            Workload::Reply => vec!["-mode", "reply"],
             Workload::Churn => vec!["-mode", "churn"],
             Workload::Chan => vec!["-mode", "chan"],
             Workload::Finalizer => vec!["-mode", "finalizer"],
@@ -93,6 +98,7 @@ impl Workload {
         match self {
             Workload::Alloc | Workload::AllocSampled => "heap-growth closure-retention",
             Workload::Json => "(realistic)",
+            Workload::Reply => "chan-backlog (--chan-make)",
             Workload::Churn => "goroutine-leak",
             Workload::Chan => "chan-backlog",
             Workload::Finalizer => "finalizer-abuse",
@@ -108,6 +114,7 @@ impl Mode {
             Mode::Default => ProbeSelection::default_set(),
             Mode::ExactAlloc => ProbeSelection::default_set().with(ProbeKind::Malloc),
             Mode::ChanSends => ProbeSelection::default_set().with(ProbeKind::ChanSend),
+            Mode::ChanMake => ProbeSelection::default_set().with(ProbeKind::ChanMake),
             Mode::GoroutineEvents => ProbeSelection::default_set().with_goroutine_events(),
             Mode::FinalizerSites => ProbeSelection::default_set().with(ProbeKind::SetFinalizer),
         }
