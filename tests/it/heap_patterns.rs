@@ -1,5 +1,6 @@
 //! Verdicts read from Go's heap profile over GC cycles, each with a healthy twin:
-//! `syncmap-growth` (keys never deleted), `syncpool-misuse` (objects never put back),
+//! `syncmap-growth` (keys never deleted), `syncpool-misuse` (objects never put back, or
+//! oversized objects put back),
 //! `closure-retention` (a long-lived goroutine's closure keeps a large object alive).
 
 use std::time::Duration;
@@ -61,6 +62,33 @@ fn syncpool(release: &str, variant: Variant) -> Result<()> {
     lock.assert_nothing_loaded()
 }
 
+/// A pool of bytes.Buffers that keeps 4 MiB ones is named by its `New` (and its variable when
+/// the symbol table is there); the twin that drops buffers over 64 KiB before Put is not.
+fn syncpool_oversized(release: &str, variant: Variant) -> Result<()> {
+    let lock = bpf::exclusive();
+    let report = traced("syncpool", "oversized", release, variant, 5)?;
+    let f = report
+        .findings
+        .iter()
+        .find(|f| f.pattern == "syncpool-misuse" && f.evidence["signal"] == "oversized")
+        .ok_or_else(|| anyhow::anyhow!("no oversized pool: {:#?}", report.findings))?;
+    assert_eq!(f.site.function, "main.newResponse", "{f:#?}");
+    let e = &f.evidence;
+    assert!(
+        e["largest_object_bytes"].as_u64().unwrap() >= 4 << 20,
+        "{e}"
+    );
+    assert!(e["oversized_objects"].as_u64().unwrap() >= 1, "{e}");
+    if matches!(variant, Variant::Default | Variant::Pie) {
+        assert_eq!(e["pool"], "main.responses", "{e}");
+    }
+    // The other pool of the program (`buffers`, idle in this mode) is not flagged.
+    assert_eq!(report.findings.len(), 1, "{:#?}", report.findings);
+    let capped = traced("syncpool", "capped", release, variant, 5)?;
+    assert_no_finding(&capped, &["syncpool-misuse"]);
+    lock.assert_nothing_loaded()
+}
+
 fn closure(release: &str, variant: Variant) -> Result<()> {
     let lock = bpf::exclusive();
     let leak = traced("closure", "leak", release, variant, 8)?;
@@ -102,6 +130,16 @@ fn syncpool_go_oldest_stripped() -> Result<()> {
 #[test]
 fn syncpool_go_newest() -> Result<()> {
     syncpool("1.27", Variant::Default)
+}
+
+#[test]
+fn syncpool_oversized_go_oldest_pie() -> Result<()> {
+    syncpool_oversized("1.19", Variant::Pie)
+}
+
+#[test]
+fn syncpool_oversized_go_newest_stripped() -> Result<()> {
+    syncpool_oversized("1.27", Variant::Stripped)
 }
 
 #[test]

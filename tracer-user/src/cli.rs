@@ -211,6 +211,11 @@ pub struct DetectArgs {
     #[arg(long, value_name = "N")]
     pub pool_new_per_cycle: Option<u64>,
 
+    /// syncpool-misuse: bytes a pooled object must hold (with what it points to) to be
+    /// oversized, when a pool keeps one look after look [1MiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub pool_oversized: Option<u64>,
+
     /// chan-backlog: consecutive looks a channel must stay full [3].
     #[arg(long, value_name = "N")]
     pub chan_full_looks: Option<usize>,
@@ -244,6 +249,9 @@ impl DetectArgs {
         }
         if let Some(v) = self.pool_new_per_cycle {
             c.syncpool_misuse.min_new_per_cycle = v;
+        }
+        if let Some(v) = self.pool_oversized {
+            c.syncpool_misuse.oversized_bytes = v;
         }
         if let Some(v) = self.chan_full_looks {
             c.chan_backlog.full_looks = v;

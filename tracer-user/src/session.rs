@@ -30,6 +30,7 @@ use crate::{
         finalizers::FinalizerQueue,
         gcstats::{GcReader, GcSnapshot},
         heapprof::{HeapReader, SamplerState},
+        pools::PoolReader,
         sched::GoidCounter,
         specials::SpecialsReader,
         traceback::Tracebacks,
@@ -110,6 +111,7 @@ struct Readers {
     goids: Option<GoidCounter>,
     finq: Option<FinalizerQueue>,
     channels: Option<ChannelReader>,
+    pools: Option<PoolReader>,
 }
 
 pub struct Session {
@@ -185,6 +187,7 @@ impl Session {
             goids: GoidCounter::new(&target, &runtime),
             finq: FinalizerQueue::new(&target, &runtime),
             channels: ChannelReader::new(&runtime),
+            pools: PoolReader::new(&target, &runtime),
         };
         let (sampler, heap_unavailable) = match &readers.heap {
             None => (
@@ -229,9 +232,7 @@ impl Session {
         let d = &options.detect;
         let leaks = GoroutineLeaks::new(d.goroutine_leak.clone());
         let growth = HeapGrowth::new(d.heap_growth.clone());
-        let pool_misuse = SyncPoolMisuse {
-            config: d.syncpool_misuse.clone(),
-        };
+        let pool_misuse = SyncPoolMisuse::new(d.syncpool_misuse.clone());
         let closure_retention = ClosureRetention {
             config: d.closure_retention.clone(),
         };
@@ -399,6 +400,14 @@ impl Session {
                 }
                 self.snapshot = snapshot;
             }
+            if let Some(c) = self
+                .readers
+                .pools
+                .as_ref()
+                .and_then(|r| r.read(&self.target).ok())
+            {
+                self.pool_misuse.update(&c);
+            }
             // A program with a million goroutines takes a while to read: keep within budget.
             self.next_census = Some(Instant::now() + begin.elapsed().div_f64(READ_BUDGET));
         }
@@ -450,6 +459,7 @@ impl Session {
         let ages = self.ages.by_bucket();
         findings.extend(self.growth.findings(&self.heap_series, &sym, &ages));
         findings.extend(self.pool_misuse.findings(&self.heap_series, &sym));
+        findings.extend(self.pool_misuse.oversized(&self.target, &sym));
         findings.extend(self.closure_retention.findings(
             &self.heap_series,
             &ages,

@@ -240,6 +240,15 @@ impl GoBinary {
     pub fn symbol(&self, name: &str) -> Option<u64> {
         elf_symbol(&self.data, name)
     }
+
+    /// The `.symtab` data symbol (a global variable) that holds a link-time address.
+    pub fn symbol_at(&self, addr: u64) -> Option<String> {
+        let file = object::File::parse(&*self.data).ok()?;
+        file.symbols()
+            .filter(|s| s.kind() == object::SymbolKind::Data)
+            .find(|s| (s.address()..s.address() + s.size().max(1)).contains(&addr))
+            .and_then(|s| s.name().ok().map(str::to_string))
+    }
 }
 
 fn elf_symbol(data: &[u8], name: &str) -> Option<u64> {

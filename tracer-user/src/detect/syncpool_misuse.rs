@@ -1,13 +1,24 @@
-//! `syncpool-misuse`: a `sync.Pool` that does not recycle. `Get` calls the pool's `New` only
-//! when it has nothing to hand out, so in a pool whose objects come back (`Put`) `New` runs a
-//! few times per GC cycle (the runtime empties pools over two cycles). Objects taken and never
-//! put back make every `Get` allocate: the heap profile shows a steady stream of allocations
-//! through `sync.(*Pool).Get`.
+//! `syncpool-misuse`: a `sync.Pool` that does not recycle, or that recycles objects too large.
+//!
+//! Not put back: `Get` calls the pool's `New` only when it has nothing to hand out, so in a
+//! pool whose objects come back (`Put`) `New` runs a few times per GC cycle (the runtime empties
+//! pools over two cycles). Objects taken and never put back make every `Get` allocate: the heap
+//! profile shows a steady stream of allocations through `sync.(*Pool).Get`.
+//!
+//! Oversized: a pool hands out whatever was put back, so under steady traffic each pooled object
+//! ends up as large as the largest use it ever served (a `bytes.Buffer` that once held a 10 MiB
+//! response keeps its 10 MiB), and the pool pins that memory for good (golang/go#23199). Seen by
+//! reading the pools' contents: objects above a size, look after look.
+
+use std::collections::{HashMap, VecDeque};
 
 use serde_json::json;
 
 use super::{caller_of, heap_stack, site_of, Finding};
-use crate::{model::heap_series::HeapSeries, symbols::Symbolizer};
+use crate::{
+    goruntime::pools::PoolContents, model::heap_series::HeapSeries, symbols::Frame,
+    symbols::Symbolizer, target::Target,
+};
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -15,6 +26,10 @@ pub struct Config {
     pub min_new_per_cycle: u64,
     /// GC cycles observed before a verdict.
     pub min_cycles: u32,
+    /// A pooled object holding at least this many bytes is oversized ...
+    pub oversized_bytes: u64,
+    /// ... when the pool holds one at this many consecutive looks.
+    pub oversized_looks: usize,
 }
 
 impl Default for Config {
@@ -22,8 +37,19 @@ impl Default for Config {
         Config {
             min_new_per_cycle: 256,
             min_cycles: 3,
+            oversized_bytes: 1 << 20,
+            oversized_looks: 3,
         }
     }
+}
+
+/// One look at one pool.
+#[derive(Clone, Copy, Debug)]
+struct PoolLook {
+    objects: usize,
+    pooled_bytes: u64,
+    largest: u64,
+    oversized: usize,
 }
 
 fn is_pool_get(function: &str) -> bool {
@@ -33,9 +59,79 @@ fn is_pool_get(function: &str) -> bool {
 #[derive(Debug, Default)]
 pub struct SyncPoolMisuse {
     pub config: Config,
+    /// Recent looks per pool (by address), with its `New` function's address.
+    pools: HashMap<u64, (u64, VecDeque<PoolLook>)>,
 }
 
 impl SyncPoolMisuse {
+    pub fn new(config: Config) -> Self {
+        SyncPoolMisuse {
+            config,
+            ..Default::default()
+        }
+    }
+
+    /// One look at every pool's contents. A pool absent from the look holds nothing.
+    pub fn update(&mut self, contents: &[PoolContents]) {
+        let keep = self.config.oversized_looks.max(1);
+        let limit = self.config.oversized_bytes;
+        self.pools
+            .retain(|addr, _| contents.iter().any(|c| c.pool == *addr));
+        for c in contents {
+            let (new_pc, looks) = self.pools.entry(c.pool).or_default();
+            *new_pc = c.new_pc;
+            looks.push_back(PoolLook {
+                objects: c.objects.len(),
+                pooled_bytes: c.objects.iter().sum(),
+                largest: c.objects.iter().copied().max().unwrap_or(0),
+                oversized: c.objects.iter().filter(|b| **b >= limit).count(),
+            });
+            if looks.len() > keep {
+                looks.pop_front();
+            }
+        }
+    }
+
+    /// Pools that held an oversized object at each of the recent looks.
+    pub fn oversized(&self, target: &Target, sym: &Symbolizer) -> Vec<Finding> {
+        let c = &self.config;
+        let mut out = Vec::new();
+        for (addr, (new_pc, looks)) in &self.pools {
+            if looks.len() < c.oversized_looks.max(1) || looks.iter().any(|l| l.oversized == 0) {
+                continue;
+            }
+            let now = looks.back().copied().unwrap_or(PoolLook {
+                objects: 0,
+                pooled_bytes: 0,
+                largest: 0,
+                oversized: 0,
+            });
+            // The pool is named by the function that fills it; a pool without `New` by its
+            // variable, when the symbol table is there.
+            let variable = target.binary.symbol_at(addr.wrapping_sub(target.load_bias));
+            let site = match *new_pc {
+                0 => Frame::unknown(*addr),
+                pc => sym.frame(pc.wrapping_sub(target.load_bias)),
+            };
+            out.push(Finding {
+                pattern: "syncpool-misuse",
+                stack: vec![site.clone()],
+                site,
+                evidence: json!({
+                    "signal": "oversized",
+                    "pool": variable.unwrap_or_else(|| format!("{addr:#x}")),
+                    "objects_pooled": now.objects,
+                    "oversized_objects": now.oversized,
+                    "largest_object_bytes": now.largest,
+                    "pooled_bytes": now.pooled_bytes,
+                    "looks": looks.len(),
+                }),
+                hint: "this sync.Pool keeps objects as large as the largest use they ever served: before Put, drop objects above a cap (fmt drops buffers over 64 KiB), or keep one pool per size class".into(),
+            });
+        }
+        out
+    }
+
     pub fn findings(&self, series: &HeapSeries, sym: &Symbolizer) -> Vec<Finding> {
         let mut out = Vec::new();
         for (bucket, points) in series.sites() {

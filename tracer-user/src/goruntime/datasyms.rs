@@ -40,6 +40,10 @@ pub enum DataSymbol {
     Sched,
     /// `[...]string`: what the runtime prints for each `waitReason`.
     WaitReasonStrings,
+    /// `[]*sync.Pool`: the pools used since the last GC, and those used before it (the GC
+    /// moves `allPools` to `oldPools`).
+    AllPools,
+    OldPools,
 }
 
 impl DataSymbol {
@@ -56,6 +60,8 @@ impl DataSymbol {
         DataSymbol::Mheap,
         DataSymbol::Sched,
         DataSymbol::WaitReasonStrings,
+        DataSymbol::AllPools,
+        DataSymbol::OldPools,
     ];
 
     pub fn name(self) -> &'static str {
@@ -72,6 +78,8 @@ impl DataSymbol {
             DataSymbol::Mheap => "runtime.mheap_",
             DataSymbol::Sched => "runtime.sched",
             DataSymbol::WaitReasonStrings => "runtime.waitReasonStrings",
+            DataSymbol::AllPools => "sync.allPools",
+            DataSymbol::OldPools => "sync.oldPools",
         }
     }
 
@@ -98,6 +106,10 @@ impl DataSymbol {
             DataSymbol::Mheap => ("runtime.allocmcache.func1", 0),
             // "unknown wait reason", then waitReasonStrings[w]
             DataSymbol::WaitReasonStrings => ("runtime.waitReason.String", 1),
+            // for _, p := range oldPools (its pointer, then its length, oldPools+8) {...
+            // the write barrier flag ...}; for _, p := range allPools
+            DataSymbol::AllPools => ("sync.poolCleanup", 3),
+            DataSymbol::OldPools => ("sync.poolCleanup", 0),
             // lock(&sched.gFree.lock): the lock is gFree's first field
             DataSymbol::Sched => {
                 return ("runtime.markrootFreeGStacks", 0, Some(Field::SchedGFree))

@@ -91,7 +91,30 @@ fields! {
     ModuledataFtab => [("runtime.moduledata", "ftab")],
     ModuledataEtypes => [("runtime.moduledata", "etypes")],
     ModuledataGofunc => [("runtime.moduledata", "gofunc")],
+    MheapArenas => [("runtime.mheap", "arenas")],
+    HeapArenaSpans => [("runtime.heapArena", "spans")],
+    MspanNpages => [("runtime.mspan", "npages")],
+    MspanElemsize => [("runtime.mspan", "elemsize")],
+    MspanState => [("runtime.mspan", "state")],
+    PoolLocal => [("sync.Pool", "local")],
+    PoolLocalSize => [("sync.Pool", "localSize")],
+    PoolVictim => [("sync.Pool", "victim")],
+    PoolVictimSize => [("sync.Pool", "victimSize")],
+    PoolNew => [("sync.Pool", "New")],
+    PoolLocalSizeof => [("sync.poolLocal", "<sizeof>")],
+    PoolLocalInternal => [("sync.poolLocal", "poolLocalInternal")],
+    PoolLocalPrivate => [("sync.poolLocalInternal", "private")],
+    PoolLocalShared => [("sync.poolLocalInternal", "shared")],
+    PoolChainHead => [("sync.poolChain", "head")],
+    PoolChainEltDequeue => [("sync.poolChainElt", "poolDequeue")],
+    PoolChainEltPrev => [("sync.poolChainElt", "prev")],
+    PoolDequeueHeadTail => [("sync.poolDequeue", "headTail")],
+    PoolDequeueVals => [("sync.poolDequeue", "vals")],
 }
+
+/// In a field's DWARF names, stands for the struct's size (`DW_AT_byte_size`) instead of a
+/// member: for arrays of the struct (`[P]poolLocal`).
+const SIZEOF: &str = "<sizeof>";
 
 /// One row of the generated table: Go major, minor, and the offsets of that release.
 pub type ReleaseOffsets = (u32, u32, &'static [(Field, u64)]);
@@ -250,6 +273,14 @@ impl Offsets {
                         current = name
                             .and_then(|n| wanted.get(n.as_str()))
                             .map(|members| (depth, members));
+                        let size = entry
+                            .attr_value(gimli::DW_AT_byte_size)
+                            .and_then(|v| v.udata_value());
+                        if let (Some((_, members)), Some(size)) = (current, size) {
+                            for (_, field) in members.iter().filter(|(m, _)| *m == SIZEOF) {
+                                values.entry(*field).or_insert(size);
+                            }
+                        }
                     }
                     gimli::DW_TAG_member => {
                         let Some((_, members)) = current else {
