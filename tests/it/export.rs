@@ -132,6 +132,59 @@ fn pprof(tc: Toolchain, args: &[&str], file: &Path) -> Result<String> {
     Ok(String::from_utf8(out.stdout)?)
 }
 
+/// `go tool pprof -http` serving `file`: each of `pages` fetched, with its body. The web UI
+/// is what most users open; it must render the file, not only the text reports.
+fn pprof_http(tc: Toolchain, file: &Path, pages: &[&str]) -> Result<Vec<String>> {
+    use std::io::{Read, Write};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut server = tc
+        .command()
+        .args(["tool", "pprof", "-no_browser", &format!("-http={addr}")])
+        .arg(file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("running go tool pprof -http")?;
+    let result = (|| {
+        let started = std::time::Instant::now();
+        let get = |page: &str| -> Result<String> {
+            let mut c = std::net::TcpStream::connect(&addr)?;
+            write!(c, "GET {page} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+            let mut response = String::new();
+            c.read_to_string(&mut response)?;
+            Ok(response)
+        };
+        while std::net::TcpStream::connect(&addr).is_err() {
+            if let Some(status) = server.try_wait()? {
+                bail!("go tool pprof -http exited: {status}");
+            }
+            ensure!(
+                started.elapsed() < Duration::from_secs(60),
+                "pprof -http never listened"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        pages
+            .iter()
+            .map(|page| {
+                let response = get(page)?;
+                ensure!(
+                    response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+                    "GET {page}: {}",
+                    response.lines().next().unwrap_or("")
+                );
+                Ok(response)
+            })
+            .collect()
+    })();
+    let _ = server.kill();
+    let _ = server.wait();
+    result
+}
+
 /// A pprof report without the lines that legitimately differ between two files of the same
 /// data: when each was written and the build ID (Go's runtime/pprof records only a GNU build
 /// ID, gotrace falls back to the Go build ID; checked separately).
@@ -496,6 +549,23 @@ fn compare_with_go(tc: Toolchain, variant: Variant, rate: u64) -> Result<()> {
         ours.sample.len(),
         "{ctx}: one bytes label per sample"
     );
+
+    // The web UI renders the same sites: the top table and the flame graph name each.
+    let pages = pprof_http(tc, &ours_path, &["/ui/top", "/ui/flamegraph"])?;
+    // (At rates above 1 a small site may have no sample: the sites pprof's -top shows.)
+    let default_top = pprof(tc, &["-symbolize=none", "-top"], &ours_path)?;
+    let shown: Vec<&str> = snap
+        .expect
+        .iter()
+        .map(|e| e.0.as_str())
+        .filter(|f| default_top.contains(f))
+        .collect();
+    ensure!(!shown.is_empty(), "{ctx}: no known site in {default_top}");
+    for f in shown {
+        for (page, body) in ["/ui/top", "/ui/flamegraph"].iter().zip(&pages) {
+            ensure!(body.contains(f), "{ctx}: pprof -http {page} lacks {f}");
+        }
+    }
 
     // What the program knows: with every allocation sampled, exact counts per site.
     if rate == 1 {
