@@ -110,7 +110,12 @@ fn exact_counts(release: &str, variant: Variant) -> Result<()> {
         (SENDS, CAPACITY, SENDS - 1)
     );
     assert_eq!(report.finalizers[0].site.function, "main.main");
-    assert_eq!(report.finalizers[0].count, FINALIZERS);
+    assert_eq!(report.finalizers[0].calls, FINALIZERS);
+    // What `fmt.Sprintf("%T", o)` prints in the fixture, read from the type section.
+    assert_eq!(
+        report.finalizers[0].object_type.as_deref(),
+        Some("*main.object")
+    );
 
     assert_eq!(
         report.target.module.as_deref(),

@@ -46,6 +46,10 @@ fn abuse_flagged(release: &str, variant: Variant) -> Result<()> {
         e["set_finalizer_sites"][0]["per_s"].as_f64().unwrap() >= 500.0,
         "{e}"
     );
+    assert_eq!(
+        e["set_finalizer_sites"][0]["object_type"], "*main.resource",
+        "{e}"
+    );
     assert!(
         f.stack
             .iter()

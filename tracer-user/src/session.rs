@@ -34,6 +34,7 @@ use crate::{
         sched::GoidCounter,
         specials::SpecialsReader,
         traceback::Tracebacks,
+        types::TypeNames,
         Runtime,
     },
     model::{
@@ -112,6 +113,15 @@ struct Readers {
     finq: Option<FinalizerQueue>,
     channels: Option<ChannelReader>,
     pools: Option<PoolReader>,
+}
+
+/// A `SetFinalizer` call site, as reported.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SetFinalizerSite {
+    pub site: crate::symbols::Frame,
+    pub calls: u64,
+    /// The finalized objects' Go type, e.g. `*main.conn`.
+    pub object_type: Option<String>,
 }
 
 pub struct Session {
@@ -293,6 +303,31 @@ impl Session {
             .map_or(0, |m| ProbeMaps::counter(&m.hits, kind))
     }
 
+    /// `SetFinalizer` call sites (`--finalizer-sites`), busiest first, with the type of the
+    /// objects each one finalizes.
+    pub fn finalizer_sites(&self, sym: &crate::symbols::Symbolizer) -> Vec<SetFinalizerSite> {
+        let bias = self.target.load_bias;
+        let types = TypeNames::new(&self.target.binary, &self.runtime.offsets);
+        let mut sites: Vec<SetFinalizerSite> = self
+            .model
+            .finalizer_sites
+            .iter()
+            .map(|(pc, s)| SetFinalizerSite {
+                site: sym.caller_frame(pc.wrapping_sub(bias)),
+                calls: s.calls,
+                object_type: types
+                    .as_ref()
+                    .and_then(|t| t.name(s.obj_type.wrapping_sub(bias))),
+            })
+            .collect();
+        sites.sort_by(|a, b| {
+            b.calls
+                .cmp(&a.calls)
+                .then(a.site.function.cmp(&b.site.function))
+        });
+        sites
+    }
+
     pub fn events_lost(&self) -> u64 {
         self.maps.as_ref().map_or(0, |m| {
             ProbeKind::ALL
@@ -471,7 +506,7 @@ impl Session {
         findings.extend(self.finalizer_abuse.findings(
             t,
             self.started.elapsed().as_secs_f64(),
-            &self.model.finalizer_sites,
+            &self.finalizer_sites(&sym),
             &self.target,
             &self.tracebacks,
             &sym,

@@ -8,7 +8,7 @@
 //!
 //! With `--finalizer-sites`, the `SetFinalizer` call sites and their rates say where.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use serde_json::json;
 
@@ -19,6 +19,7 @@ use crate::{
         finalizers::is_finalizer_goroutine,
         traceback::{Tracebacks, G_RUNNING, G_WAITING},
     },
+    session::SetFinalizerSite,
     symbols::{Frame, Symbolizer},
     target::Target,
 };
@@ -105,12 +106,12 @@ impl FinalizerAbuse {
         self.fing_state = state;
     }
 
-    /// `set_sites`: SetFinalizer calls per call site (return address) since attach.
+    /// `set_sites`: SetFinalizer call sites since attach, busiest first.
     pub fn findings(
         &self,
         t: f64,
         elapsed_s: f64,
-        set_sites: &HashMap<u64, u64>,
+        set_sites: &[SetFinalizerSite],
         target: &Target,
         tb: &Tracebacks,
         sym: &Symbolizer,
@@ -138,23 +139,22 @@ impl FinalizerAbuse {
             .filter(|g| g.status != G_RUNNING)
             .map(|g| goroutine_stack(target, tb, sym, g))
             .unwrap_or_default();
-        let mut sites: Vec<(u64, u64)> = set_sites.iter().map(|(pc, n)| (*pc, *n)).collect();
-        sites.sort_by_key(|s| std::cmp::Reverse(s.1));
-        let top_sites: Vec<_> = sites
+        let top_sites: Vec<_> = set_sites
             .iter()
             .take(5)
-            .map(|(pc, n)| {
+            .map(|s| {
                 json!({
-                    "site": sym.caller_frame(pc.wrapping_sub(target.load_bias)),
-                    "calls": n,
-                    "per_s": (*n as f64 / elapsed_s.max(1e-3)).round(),
+                    "site": s.site,
+                    "calls": s.calls,
+                    "per_s": (s.calls as f64 / elapsed_s.max(1e-3)).round(),
+                    "object_type": s.object_type,
                 })
             })
             .collect();
         // The finding points at the busiest SetFinalizer call, else at the stuck finalizer.
-        let site = sites
+        let site = set_sites
             .first()
-            .map(|(pc, _)| sym.caller_frame(pc.wrapping_sub(target.load_bias)))
+            .map(|s| s.site.clone())
             // The finalizer itself: the outermost frame above the runtime's finalizer loop.
             .or_else(|| stack.last().cloned())
             .unwrap_or_else(|| Frame::unknown(0));

@@ -14,7 +14,7 @@ use crate::{
         gc::GcObservation,
         heap::{self, AgeHistogram},
     },
-    session::{Session, StopReason},
+    session::{Session, SetFinalizerSite, StopReason},
     symbols::{Frame, Symbolizer},
     target::TargetInfo,
 };
@@ -29,7 +29,7 @@ pub struct Report {
     pub counters: Counters,
     pub goroutines: GoroutineReport,
     pub channels: Vec<ChannelReport>,
-    pub finalizers: Vec<SiteCount>,
+    pub finalizers: Vec<SetFinalizerSite>,
     pub heap: HeapReport,
     pub gc: GcReport,
     /// The detectors' verdicts (see `detect`): `{pattern, site, stack, evidence, hint}`.
@@ -173,12 +173,6 @@ pub struct ChannelReport {
     pub last_sender: Frame,
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct SiteCount {
-    pub site: Frame,
-    pub count: u64,
-}
-
 impl Report {
     /// Builds the report of a session that has finished running.
     pub fn build(session: &Session, reason: StopReason) -> Report {
@@ -230,15 +224,7 @@ impl Report {
             .collect();
         channels.sort_by_key(|c| std::cmp::Reverse(c.sends));
 
-        let mut finalizers: Vec<SiteCount> = model
-            .finalizer_sites
-            .iter()
-            .map(|(pc, n)| SiteCount {
-                site: sym.caller_frame(pc.wrapping_sub(bias)),
-                count: *n,
-            })
-            .collect();
-        finalizers.sort_by_key(|f| std::cmp::Reverse(f.count));
+        let finalizers = session.finalizer_sites(&sym);
 
         let live_at_end = session.live_goroutines().map(|n| n.max(0) as u64);
 

@@ -14,6 +14,7 @@ pub mod sched;
 pub mod spans;
 pub mod specials;
 pub mod traceback;
+pub mod types;
 pub mod verify;
 
 /// Where `cargo xtask gen-offsets` writes the generated table.

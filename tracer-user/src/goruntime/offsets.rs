@@ -59,6 +59,7 @@ fields! {
     TypeSize => [("internal/abi.Type", "Size_"), ("runtime._type", "size")],
     TypeStr => [("internal/abi.Type", "Str"), ("runtime._type", "str")],
     TypeKind => [("internal/abi.Type", "Kind_"), ("runtime._type", "kind")],
+    TypeTflag => [("internal/abi.Type", "TFlag"), ("runtime._type", "tflag")],
     GStack => [("runtime.g", "stack")],
     SchedGoidgen => [("runtime.schedt", "goidgen")],
     FinblockNext => [("runtime.finblock", "next"), ("runtime.finBlock", "next")],

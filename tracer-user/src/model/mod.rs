@@ -13,12 +13,20 @@ use crate::events::Event;
 pub use channels::Channels;
 pub use goroutines::Goroutines;
 
+/// One `SetFinalizer` call site.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FinalizerSite {
+    pub calls: u64,
+    /// Type descriptor of the objects it set finalizers on (the latest call's).
+    pub obj_type: u64,
+}
+
 #[derive(Debug, Default)]
 pub struct Model {
     pub goroutines: Goroutines,
     pub channels: Channels,
     /// SetFinalizer calls per call site (return address into the caller).
-    pub finalizer_sites: std::collections::HashMap<u64, u64>,
+    pub finalizer_sites: std::collections::HashMap<u64, FinalizerSite>,
     pub alloc_sample_bytes: u64,
     pub malloc_bytes: u64,
     /// Events received from the ring buffer, per probe.
@@ -33,7 +41,11 @@ impl Model {
             Event::GoroutineExited(e) => self.goroutines.exited(e.header.goid),
             Event::ChanSend(e) => self.channels.send(e),
             Event::ChanMade(e) => self.channels.made(e),
-            Event::FinalizerSet(e) => *self.finalizer_sites.entry(e.caller_pc).or_default() += 1,
+            Event::FinalizerSet(e) => {
+                let site = self.finalizer_sites.entry(e.caller_pc).or_default();
+                site.calls += 1;
+                site.obj_type = e.obj_type;
+            }
             Event::AllocSample(e) => self.alloc_sample_bytes += e.size,
             Event::Malloc(e) => self.malloc_bytes += e.size,
         }
