@@ -34,8 +34,8 @@ fn sampler_counts_every_path(release: &str, variant: Variant) -> Result<()> {
     proc.send("go")?;
     proc.expect_line("done", Duration::from_secs(60))?;
     let (session, _) = tracing.finish()?;
-    let heap = session.heap.as_ref().expect("a heap profile");
-    let sym = Symbolizer::new(&session.target.binary);
+    let heap = session.model().heap.as_ref().expect("a heap profile");
+    let sym = Symbolizer::new(session.target().binary.clone());
     let mut per_site: HashMap<String, u64> = HashMap::new();
     for r in &heap.records {
         let site = r

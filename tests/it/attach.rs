@@ -3,7 +3,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use anyhow::{Context, Result};
-use gotrace::{export::Report, probes::ProbeSelection, AttachOptions, StopReason};
+use gotrace::{probes::ProbeSelection, AttachOptions, StopReason};
 use gotrace_tests::{bpf, fixtures, go, trace, GoProcess, Toolchain, Variant};
 use tracer_common::ProbeKind;
 
@@ -64,14 +64,14 @@ fn exact_counts(release: &str, variant: Variant) -> Result<()> {
 
     // The census read from the runtime's memory agrees with runtime.NumGoroutine, also in
     // stripped binaries, where allgs is found by decoding code.
-    let census = session.live_at_start.context("allgs located")?;
+    let census = session.model().census_at_start.context("allgs located")?;
     assert_eq!(census.user, num_goroutine, "{census:?}");
     assert!(
         census.all > census.user,
         "the runtime's own goroutines: {census:?}"
     );
 
-    let report = Report::build(&session, reason);
+    let report = session.snapshot(Some(reason))?.report;
     let c = &report.counters;
     assert_eq!(c.goroutines_created, GOROUTINES, "{report:#?}");
     assert_eq!(c.goroutines_exited, GOROUTINES, "{report:#?}");
@@ -79,7 +79,13 @@ fn exact_counts(release: &str, variant: Variant) -> Result<()> {
     assert_eq!(c.chan_sends, SENDS, "{report:#?}");
     assert_eq!(c.events_lost, 0);
     assert_eq!(
-        session.model.goroutines.by_parent,
+        session
+            .model()
+            .goroutines
+            .by_parent
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect::<HashMap<u64, u64>>(),
         HashMap::from([(main_goid, GOROUTINES)]),
         "every goroutine was started by main (goid {main_goid})"
     );
@@ -182,7 +188,7 @@ fn gone_from_disk(replace_with: Option<&str>) -> Result<()> {
     let (session, reason) = tracing.finish()?;
     proc.send("exit")?;
     proc.wait(Duration::from_secs(30))?;
-    let report = Report::build(&session, reason);
+    let report = session.snapshot(Some(reason))?.report;
     assert_eq!(report.counters.goroutines_created, 7);
     assert!(
         report.target.exe.ends_with(" (deleted)"),
@@ -222,7 +228,7 @@ fn counts_without_probes(release: &str, variant: Variant) -> Result<()> {
     std::thread::sleep(Duration::from_millis(200));
     let (session, reason) = tracing.finish()?;
     assert_eq!(reason, StopReason::Stopped);
-    let report = Report::build(&session, reason);
+    let report = session.snapshot(Some(reason))?.report;
     assert_eq!(
         report.counters.goroutines_created, 40,
         "{:?}",

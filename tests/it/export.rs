@@ -23,10 +23,12 @@ use anyhow::{bail, ensure, Context, Result};
 use gotrace::{
     binary::GoBinary,
     export::{
+        self,
         flamegraph::{self, HeapValue},
-        pprof::{self, proto, Executable, Mapping},
     },
-    model::heap::{self, HeapProfile, HeapRecord},
+    goruntime::heapprof::{HeapProfile, HeapRecord},
+    model::heap,
+    pprof::{self, proto, Executable, Mapping},
     symbols::{Frame, Symbolizer},
 };
 use gotrace_tests::{fixtures, go, Toolchain, Variant};
@@ -110,8 +112,8 @@ fn snapshot(tc: Toolchain, variant: Variant, rate: u64) -> Result<Snapshot> {
     Ok(snap)
 }
 
-fn open(path: &Path) -> Result<GoBinary> {
-    Ok(GoBinary::open(path, &path.display().to_string())?)
+fn open(path: &Path) -> Result<std::sync::Arc<GoBinary>> {
+    Ok(GoBinary::open(path, &path.display().to_string())?.into())
 }
 
 /// `go tool pprof <args> <file>` of the toolchain that built the binary.
@@ -426,7 +428,7 @@ fn compare_with_go(tc: Toolchain, variant: Variant, rate: u64) -> Result<()> {
         "{ctx}: load bias {bias:#x}"
     );
     let heap = heap_of(&snap, bias);
-    let symbolizer = Symbolizer::new(&binary);
+    let symbolizer = Symbolizer::new(binary.clone());
     let symbolize = |pc: u64| symbolizer.frames(pc);
     let exe = Executable {
         symbolize: &symbolize,
@@ -434,8 +436,8 @@ fn compare_with_go(tc: Toolchain, variant: Variant, rate: u64) -> Result<()> {
         mapping: Mapping::main_executable(&binary, bias),
     };
     let ours = pprof::heap_profile(&heap, &exe)?;
-    let ours_path = snap.dir.join(pprof::HEAP_FILE);
-    pprof::write(&ours, &ours_path)?;
+    let ours_path = snap.dir.join(export::HEAP_PPROF);
+    export::write_pprof(&ours, &ours_path)?;
     let go_path = snap.dir.join("go.pb.gz");
     let go_profile = pprof::decode(&std::fs::read(&go_path)?)?;
 
@@ -639,7 +641,7 @@ fn compare_with_go(tc: Toolchain, variant: Variant, rate: u64) -> Result<()> {
     ensure!(bare.location.iter().all(|l| l.line.is_empty()));
     ensure!(!bare.mapping[0].has_functions);
     let bare_path = snap.dir.join("bare.pb.gz");
-    pprof::write(&bare, &bare_path)?;
+    export::write_pprof(&bare, &bare_path)?;
     let bare_raw = parse_raw(&pprof(tc, &["-symbolize=local", "-raw"], &bare_path)?)?;
     let by_addr: BTreeMap<u64, &Frames> =
         our_raw.locations.values().map(|(a, f)| (*a, f)).collect();
@@ -754,7 +756,7 @@ fn synthetic_heap_profile_from_pclntab() -> Result<()> {
         time: SystemTime::now(),
         duration: Duration::from_secs(8),
     };
-    let symbolizer = Symbolizer::new(&binary);
+    let symbolizer = Symbolizer::new(binary.clone());
     let symbolize = |pc: u64| symbolizer.frames(pc);
     let exe = Executable {
         symbolize: &symbolize,
@@ -764,8 +766,8 @@ fn synthetic_heap_profile_from_pclntab() -> Result<()> {
     let profile = pprof::heap_profile(&heap, &exe)?;
     let dir = fixtures::workspace_root().join("target/export-it/synthetic");
     std::fs::create_dir_all(&dir)?;
-    let path = dir.join(pprof::HEAP_FILE);
-    pprof::write(&profile, &path)?;
+    let path = dir.join(export::HEAP_PPROF);
+    export::write_pprof(&profile, &path)?;
 
     let (retain_ao, retain_ab) = heap::scale(10, 1024, rate);
     let (retain_io, retain_ib) = heap::scale(6, 1024, rate);
@@ -873,7 +875,7 @@ fn synthetic_heap_profile_from_pclntab() -> Result<()> {
         &["main.retain", "main.churn"],
     )?;
     let svg_path = dir.join("alloc.svg");
-    flamegraph::replace_file(&svg_path, |w| w.write_all(&svg))?;
+    export::file::write_atomic(&svg_path, |w| w.write_all(&svg))?;
     assert_eq!(std::fs::read(&svg_path)?, svg);
     Ok(())
 }

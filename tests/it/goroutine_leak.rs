@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use gotrace::{export::Report, probes::ProbeSelection, AttachOptions};
+use gotrace::{probes::ProbeSelection, snapshot::Report, AttachOptions};
 use gotrace_tests::{bpf, fixtures, trace, GoProcess, Toolchain, Variant};
 
 /// Traces `goleak -mode <mode>` for `secs` and returns the report.
@@ -20,7 +20,7 @@ fn traced(mode: &str, release: &str, variant: Variant, secs: u64) -> Result<Repo
     )?;
     std::thread::sleep(Duration::from_secs(secs));
     let (session, reason) = tracing.finish()?;
-    Ok(Report::build(&session, reason))
+    Ok(session.snapshot(Some(reason))?.report)
 }
 
 fn leak_flagged(release: &str, variant: Variant) -> Result<()> {
@@ -119,7 +119,7 @@ fn goroutines_the_runtime_marked_leaked() -> Result<()> {
         .count();
     assert_eq!(leaked, 20, "{:#?}", dump.groups);
     let (session, reason) = tracing.finish()?;
-    let report = Report::build(&session, reason);
+    let report = session.snapshot(Some(reason))?.report;
     let f = report
         .findings
         .iter()
@@ -151,7 +151,7 @@ fn goroutine_tree_and_ages() -> Result<()> {
     proc.expect_line("started", Duration::from_secs(30))?;
     std::thread::sleep(Duration::from_millis(1500));
     let (session, reason) = tracing.finish()?;
-    let report = Report::build(&session, reason);
+    let report = session.snapshot(Some(reason))?.report;
     let g = &report.goroutines;
     let edge = |parent: &str, child: &str| {
         g.tree.iter().find(|e| {

@@ -6,7 +6,7 @@ use std::{collections::HashMap, time::Duration};
 
 use anyhow::{bail, Context, Result};
 use gotrace::{
-    export::Report, goruntime::heapprof::DEFAULT_RATE, probes::ProbeSelection, AttachOptions,
+    goruntime::heapprof::DEFAULT_RATE, probes::ProbeSelection, snapshot::Report, AttachOptions,
     Session,
 };
 use gotrace_tests::{bpf, fixtures, trace, GoProcess, Toolchain, Variant};
@@ -119,7 +119,7 @@ fn traced_heap(
     proc.send("go")?;
     proc.expect_line("done", Duration::from_secs(120))?;
     let (session, reason) = tracing.finish()?;
-    let report = Report::build(&session, reason);
+    let report = session.snapshot(Some(reason))?.report;
     proc.send("exit")?;
     proc.wait(Duration::from_secs(30))?;
     Ok((session, report))
@@ -142,7 +142,12 @@ fn matches_go_own_profile(release: &str, variant: Variant) -> Result<()> {
         variant,
         AttachOptions::default(),
     )?;
-    let sampler = session.sampler.clone().context("sampler located")?;
+    let sampler = session
+        .attachment()
+        .sampler()
+        .state()
+        .cloned()
+        .context("sampler located")?;
     assert_eq!(
         (sampler.rate_at_attach, sampler.set_by_gotrace),
         (DEFAULT_RATE, false),
@@ -185,7 +190,12 @@ fn matches_truth_when_sampler_off(release: &str, variant: Variant) -> Result<()>
         ..AttachOptions::default()
     };
     let (session, report) = traced_heap("heapsites", &[], tc, variant, options)?;
-    let sampler = session.sampler.clone().context("sampler located")?;
+    let sampler = session
+        .attachment()
+        .sampler()
+        .state()
+        .cloned()
+        .context("sampler located")?;
     assert_eq!(
         (sampler.rate_at_attach, sampler.rate, sampler.set_by_gotrace),
         (0, 64 * 1024, true)
@@ -257,7 +267,12 @@ fn read_only_never_writes() -> Result<()> {
         Variant::Default,
         options,
     )?;
-    let s = session.sampler.clone().context("sampler located")?;
+    let s = session
+        .attachment()
+        .sampler()
+        .state()
+        .cloned()
+        .context("sampler located")?;
     assert_eq!((s.rate_at_attach, s.rate, s.set_by_gotrace), (0, 0, false));
     assert!(report
         .heap

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use gotrace::{export::Report, probes::ProbeSelection, AttachOptions};
+use gotrace::{probes::ProbeSelection, snapshot::Report, AttachOptions};
 use gotrace_tests::{
     bpf,
     trace::{assert_no_finding, finding, Run},

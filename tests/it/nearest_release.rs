@@ -4,9 +4,7 @@
 use std::{path::Path, time::Duration};
 
 use anyhow::{Context, Result};
-use gotrace::{
-    export::Report, goruntime::OffsetsSource, probes::ProbeSelection, AttachOptions, Session,
-};
+use gotrace::{goruntime::OffsetsSource, probes::ProbeSelection, AttachOptions, Session};
 use gotrace_tests::{bpf, fixtures, go, trace, GoProcess, Toolchain, Variant};
 
 /// A copy of a stripped fixture whose build info claims another Go release (the runtime
@@ -48,7 +46,7 @@ fn newer_release_uses_the_proven_part_of_the_nearest_table() -> Result<()> {
     let tracing = trace::start(proc.pid(), AttachOptions::default())?;
     std::thread::sleep(Duration::from_millis(300));
     let (session, reason) = tracing.finish()?;
-    let report = Report::build(&session, reason);
+    let report = session.snapshot(Some(reason))?.report;
     match &report.session.offsets_source {
         OffsetsSource::Nearest {
             release,
@@ -61,7 +59,7 @@ fn newer_release_uses_the_proven_part_of_the_nearest_table() -> Result<()> {
         other => panic!("{other:?}"),
     }
     // What the proven fields give works: the census of goroutines, the goroutine dump.
-    assert!(session.live_at_start.is_some_and(|c| c.all >= 2));
+    assert!(session.model().census_at_start.is_some_and(|c| c.all >= 2));
     let dump = gotrace::dump::take(proc.pid(), false)?;
     assert!(
         dump.goroutines.iter().any(|g| g.goid == 1),

@@ -34,12 +34,12 @@ fn fixture(name: &str, toolchain: Toolchain, variant: Variant) -> Result<PathBuf
     Ok(p)
 }
 
-fn open(path: &std::path::Path) -> Result<GoBinary> {
+fn open(path: &std::path::Path) -> Result<std::sync::Arc<GoBinary>> {
     let data = std::fs::read(path)?;
-    Ok(GoBinary::from_bytes(
+    Ok(std::sync::Arc::new(GoBinary::from_bytes(
         SharedBytes::new(data),
         &path.display().to_string(),
-    )?)
+    )?))
 }
 
 /// `runtime.firstmoduledata` as found by gotrace equals what the symbol table says. In the
@@ -192,8 +192,8 @@ fn check_inline_frames(
     let bin = open(&exe)?;
     let (bias, stacks) = inline_stacks(&exe, &bin)?;
     let sym = match source {
-        Source::Pclntab => Symbolizer::new(&bin),
-        Source::Dwarf => Symbolizer::with_dwarf(&bin)?,
+        Source::Pclntab => Symbolizer::new(bin.clone()),
+        Source::Dwarf => Symbolizer::with_dwarf(bin.clone())?,
     };
     let pcln = bin.pclntab();
     let wrapper = gotrace::goruntime::Offsets::func_id_wrapper(bin.version());
@@ -384,11 +384,11 @@ fn compare_with_addr2line(
     let bin = open(exe)?;
     let pcs = sample_pcs(&bin, 6);
     let expected = go_addr2line(oracle, oracle_exe, &pcs)?;
-    let pclntab = Symbolizer::new(&bin);
+    let pclntab = Symbolizer::new(bin.clone());
     let dwarf = bin
         .elf
         .has_dwarf
-        .then(|| Symbolizer::with_dwarf(&bin))
+        .then(|| Symbolizer::with_dwarf(bin.clone()))
         .transpose()?;
     let wrapper = gotrace::goruntime::Offsets::func_id_wrapper(bin.version());
     let pcln = bin.pclntab();
@@ -514,7 +514,7 @@ fn pcs_match_go_addr2line() -> Result<()> {
 fn load_and_symbolize(data: Vec<u8>) -> Option<gotrace::Error> {
     use gotrace::symbols::Symbolizer;
     let bin = match GoBinary::from_bytes(SharedBytes::new(data), "corrupt") {
-        Ok(b) => b,
+        Ok(b) => std::sync::Arc::new(b),
         Err(e) => return Some(e),
     };
     let pcs: Vec<u64> = bin
@@ -524,12 +524,12 @@ fn load_and_symbolize(data: Vec<u8>) -> Option<gotrace::Error> {
         .take(150)
         .flat_map(|f| [f.entry, f.entry + (f.end - f.entry) / 2])
         .collect();
-    let sym = Symbolizer::new(&bin);
+    let sym = Symbolizer::new(bin.clone());
     for pc in &pcs {
         let _ = sym.frames(*pc);
         let _ = sym.caller_frame(*pc + 1);
     }
-    if let Ok(dwarf) = Symbolizer::with_dwarf(&bin) {
+    if let Ok(dwarf) = Symbolizer::with_dwarf(bin.clone()) {
         for pc in pcs.iter().take(50) {
             let _ = dwarf.frames(*pc);
         }
@@ -742,8 +742,8 @@ fn cache_is_bounded_and_transparent() -> Result<()> {
     )?;
     let bin = open(&exe)?;
     let pcs = sample_pcs(&bin, 1);
-    let small = Symbolizer::new(&bin).with_cache_size(16);
-    let large = Symbolizer::new(&bin).with_cache_size(pcs.len());
+    let small = Symbolizer::new(bin.clone()).with_cache_size(16);
+    let large = Symbolizer::new(bin.clone()).with_cache_size(pcs.len());
     for round in 0..2 {
         for pc in &pcs {
             assert_eq!(

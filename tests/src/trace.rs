@@ -4,6 +4,7 @@ use std::thread::JoinHandle;
 
 use anyhow::{anyhow, Result};
 use gotrace::{AttachOptions, Session, StopReason};
+
 use tokio::sync::oneshot;
 
 pub struct Tracing {
@@ -59,7 +60,7 @@ pub struct Run<'a> {
 }
 
 impl Run<'_> {
-    pub fn report(self) -> Result<gotrace::export::Report> {
+    pub fn report(self) -> Result<gotrace::snapshot::Report> {
         let exe = crate::fixtures::build(
             self.fixture,
             crate::Toolchain::find(self.release)?,
@@ -72,13 +73,13 @@ impl Run<'_> {
         }
         std::thread::sleep(self.run_for);
         let (session, reason) = tracing.finish()?;
-        Ok(gotrace::export::Report::build(&session, reason))
+        Ok(session.snapshot(Some(reason))?.report)
     }
 }
 
 /// The report's first finding of `pattern`, or an error listing what was found.
 pub fn finding<'r>(
-    report: &'r gotrace::export::Report,
+    report: &'r gotrace::snapshot::Report,
     pattern: &str,
 ) -> Result<&'r gotrace::detect::Finding> {
     report
@@ -89,7 +90,7 @@ pub fn finding<'r>(
 }
 
 /// Fails if the report has a finding of any of `patterns`.
-pub fn assert_no_finding(report: &gotrace::export::Report, patterns: &[&str]) {
+pub fn assert_no_finding(report: &gotrace::snapshot::Report, patterns: &[&str]) {
     let found: Vec<_> = report
         .findings
         .iter()

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::{export::Report, ui::summary::human_bytes};
+use crate::{snapshot::Report, units::human_bytes};
 
 /// What makes a run fail.
 #[derive(Clone, Debug, Default)]

@@ -5,10 +5,13 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use gotrace::{
-    export::{outputs, Report},
+    detect::DetectConfig,
+    export,
     probes::ProbeSelection,
-    session::{AttachOptions, Session, StopReason},
+    session::{AttachOptions, Session},
+    snapshot::{Report, StopReason},
     ui,
+    units::{human_bytes, parse_size},
 };
 use tracer_common::ProbeKind;
 
@@ -67,7 +70,7 @@ only enforce the thresholds). The report and profiles are written to --out as wi
 #[derive(Args, Debug)]
 pub struct CheckArgs {
     #[command(flatten)]
-    pub detect: DetectArgs,
+    pub detect: DetectConfig,
 
     /// Trace this running process instead of starting a command.
     #[arg(long, conflicts_with = "command")]
@@ -77,9 +80,10 @@ pub struct CheckArgs {
     #[arg(short, long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
 
-    /// Patterns that fail the check (goroutine-leak, heap-growth, finalizer-abuse), or `all`
-    /// (default) or `none`.
-    #[arg(long, value_delimiter = ',', default_value = "all")]
+    /// Patterns that fail the check: `all` (default), `none` (only the thresholds), or a list
+    /// of goroutine-leak, heap-growth, syncmap-growth, syncpool-misuse, closure-retention,
+    /// chan-backlog, finalizer-abuse, cgo-malloc-leak.
+    #[arg(long, value_delimiter = ',', default_value = "all", value_name = "PATTERN,...", value_parser = parse_fail_on)]
     pub fail_on: Vec<String>,
 
     /// Fail when the heap in use exceeds this at any point (e.g. 512MiB).
@@ -183,100 +187,6 @@ every SetFinalizer, --alloc-samples every sampled allocation, --chan-sends every
 (60x slower for a tight send loop), --chan-make every make(chan), --exact-alloc every
 allocation (20x slower allocation). Use them for short, targeted runs.";
 
-/// The leak detectors: which run, and their thresholds (defaults in brackets).
-#[derive(Args, Debug)]
-pub struct DetectArgs {
-    /// Switch off these patterns (goroutine-leak, heap-growth, syncmap-growth,
-    /// syncpool-misuse, closure-retention, chan-backlog, finalizer-abuse, cgo-malloc-leak).
-    #[arg(long, value_delimiter = ',', value_name = "PATTERN,...", value_parser = parse_pattern)]
-    pub disable: Vec<String>,
-
-    /// goroutine-leak: growth of a creation site's live goroutines that counts [10].
-    #[arg(long, value_name = "N")]
-    pub goroutine_growth: Option<u64>,
-
-    /// goroutine-leak: report goroutines blocked longer than this even without growth [10m].
-    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
-    pub block_threshold: Option<Duration>,
-
-    /// heap-growth / syncmap-growth: growth of a site's bytes in use that counts [1MiB].
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    pub heap_growth: Option<u64>,
-
-    /// closure-retention: bytes a closure must keep alive [1MiB].
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    pub retained: Option<u64>,
-
-    /// syncpool-misuse: new objects per GC cycle through sync.Pool.Get that count [256].
-    #[arg(long, value_name = "N")]
-    pub pool_new_per_cycle: Option<u64>,
-
-    /// syncpool-misuse: bytes a pooled object must hold (with what it points to) to be
-    /// oversized, when a pool keeps one look after look [1MiB].
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    pub pool_oversized: Option<u64>,
-
-    /// chan-backlog: consecutive looks a channel must stay full [3].
-    #[arg(long, value_name = "N")]
-    pub chan_full_looks: Option<usize>,
-
-    /// finalizer-abuse: time the finalizer goroutine may spend in one finalizer [5s].
-    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
-    pub finalizer_stuck: Option<Duration>,
-
-    /// cgo-malloc-leak: growth of a stack's outstanding C bytes that counts [1MiB].
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    pub cgo_growth: Option<u64>,
-}
-
-impl DetectArgs {
-    fn config(&self) -> gotrace::detect::DetectConfig {
-        let mut c = gotrace::detect::DetectConfig {
-            disabled: self.disable.clone(),
-            ..Default::default()
-        };
-        if let Some(v) = self.goroutine_growth {
-            c.goroutine_leak.min_growth = v;
-        }
-        if let Some(v) = self.block_threshold {
-            c.goroutine_leak.block_threshold_s = v.as_secs_f64();
-        }
-        if let Some(v) = self.heap_growth {
-            c.heap_growth.min_growth_bytes = v;
-        }
-        if let Some(v) = self.retained {
-            c.closure_retention.min_bytes = v;
-        }
-        if let Some(v) = self.pool_new_per_cycle {
-            c.syncpool_misuse.min_new_per_cycle = v;
-        }
-        if let Some(v) = self.pool_oversized {
-            c.syncpool_misuse.oversized_bytes = v;
-        }
-        if let Some(v) = self.chan_full_looks {
-            c.chan_backlog.full_looks = v;
-        }
-        if let Some(v) = self.finalizer_stuck {
-            c.finalizer_abuse.stuck_s = v.as_secs_f64();
-        }
-        if let Some(v) = self.cgo_growth {
-            c.cgo_malloc_leak.min_growth_bytes = v;
-        }
-        c
-    }
-}
-
-fn parse_pattern(s: &str) -> Result<String, String> {
-    if gotrace::detect::PATTERNS.contains(&s) {
-        Ok(s.to_string())
-    } else {
-        Err(format!(
-            "unknown pattern {s:?} (one of {})",
-            gotrace::detect::PATTERNS.join(", ")
-        ))
-    }
-}
-
 /// How gotrace treats the target's heap sampler, and the live flamegraph.
 #[derive(Args, Debug)]
 pub struct HeapArgs {
@@ -299,7 +209,7 @@ pub struct HeapArgs {
 #[derive(Args, Debug)]
 pub struct AttachArgs {
     #[command(flatten)]
-    pub detect: DetectArgs,
+    pub detect: DetectConfig,
 
     /// Process id of the Go program.
     pub pid: u32,
@@ -424,19 +334,20 @@ fn attach(args: AttachArgs) -> Result<ExitCode> {
         tick: args.interval,
         sample_rate: args.heap.sample_rate,
         read_only: args.heap.read_only,
-        detect: args.detect.config(),
+        detect: args.detect.clone(),
     };
     let mut session = Session::attach(args.pid, options)?;
-    let info = session.target.info();
-    let sites: usize = session.enabled_probes().map(|p| p.sites.len()).sum();
+    let att = session.attachment();
+    let info = att.target.info();
+    let sites: usize = att.enabled_probes().map(|p| p.sites.len()).sum();
     eprintln!(
         "gotrace: attached to {} ({}, {}{}) in {:.0} ms: {} probes on {} instructions{}",
         args.pid,
         info.exe,
         info.go_version,
         if info.stripped { ", stripped" } else { "" },
-        session.attach_time.as_secs_f64() * 1e3,
-        session.enabled_probes().count(),
+        att.attach_time.as_secs_f64() * 1e3,
+        att.enabled_probes().count(),
         sites,
         match args.duration {
             Some(d) => format!("; stopping in {}", humantime::format_duration(d)),
@@ -444,7 +355,8 @@ fn attach(args: AttachArgs) -> Result<ExitCode> {
         }
     );
 
-    match (&session.sampler, &session.heap_unavailable) {
+    let sampler = att.sampler();
+    match (sampler.state(), sampler.unavailable()) {
         (Some(s), None) if s.set_by_gotrace => eprintln!(
             "gotrace: turned Go's heap sampler on: runtime.MemProfileRate {} -> {} bytes (restored on exit; --read-only to forbid)",
             s.rate_at_attach, s.rate
@@ -454,18 +366,10 @@ fn attach(args: AttachArgs) -> Result<ExitCode> {
     }
 
     let reason = run_live(&mut session, args.quiet, args.heap.flamegraph.as_deref())?;
-    let mut report = Report::build(&session, reason);
-    let out = args.out.unwrap_or_else(|| outputs::default_dir(args.pid));
-    std::fs::create_dir_all(&out).map_err(|source| gotrace::Error::Output {
-        path: out.clone(),
-        source,
-    })?;
-    let mut written = outputs::write_heap(&session, &out)?;
-    written.extend(outputs::write_goroutines(&session, &out)?);
-    if written.contains(&gotrace::export::pprof::HEAP_FILE) {
-        report.heap.profile = Some(gotrace::export::pprof::HEAP_FILE.to_string());
-    }
-    report.write(&out)?;
+    let snapshot = session.snapshot(Some(reason))?;
+    let out = args.out.unwrap_or_else(|| export::default_dir(args.pid));
+    let written = export::write_all(&snapshot, &out)?;
+    let report = &snapshot.report;
     eprintln!(
         "gotrace: {} after {:.1}s; probes removed, sampler restored. {} goroutines started, {} exited, {} finalizers set, {} events lost",
         match reason {
@@ -479,7 +383,7 @@ fn attach(args: AttachArgs) -> Result<ExitCode> {
         report.counters.finalizers_set,
         report.counters.events_lost,
     );
-    print_heap_top(&report, 5);
+    print_heap_top(report, 5);
     if !report.goroutines.live_by_site.is_empty() {
         eprintln!("  goroutines alive at the end, by go statement:");
     }
@@ -498,13 +402,22 @@ fn attach(args: AttachArgs) -> Result<ExitCode> {
             site.function
         );
     }
-    let mut files = vec!["report.json"];
-    files.extend(written);
-    eprintln!("gotrace: wrote {} in {}", files.join(", "), out.display());
+    print_written(&written, &out);
     if args.json {
         println!("{}", report.to_json());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `gotrace: wrote report.json, heap.pb.gz, ... in DIR`.
+fn print_written(written: &[&str], out: &std::path::Path) {
+    let mut files: Vec<&str> = written
+        .iter()
+        .copied()
+        .filter(|f| *f == export::REPORT_JSON)
+        .collect();
+    files.extend(written.iter().filter(|f| **f != export::REPORT_JSON));
+    eprintln!("gotrace: wrote {} in {}", files.join(", "), out.display());
 }
 
 /// Runs a session until Ctrl-C/SIGTERM/duration/exit, printing the live summary and keeping
@@ -523,7 +436,7 @@ fn run_live(
         if !quiet {
             eprintln!("{}", ui::summary::format(s));
         }
-        for f in &session.findings {
+        for f in session.findings() {
             if reported.insert((f.pattern, f.site.clone())) {
                 eprintln!("{}", ui::summary::finding(f));
             }
@@ -531,16 +444,21 @@ fn run_live(
         if let Some(path) = flamegraph {
             if last_svg.is_none_or(|t| t.elapsed() >= LIVE_FLAMEGRAPH_EVERY) {
                 last_svg = Some(std::time::Instant::now());
-                if let Err(e) = outputs::write_live_flamegraph(session, path) {
+                if let Err(e) = write_live_flamegraph(session, path) {
                     log::warn!("live flamegraph: {e}");
                 }
             }
         }
     }))?;
     if let Some(path) = flamegraph {
-        outputs::write_live_flamegraph(session, path)?;
+        write_live_flamegraph(session, path)?;
     }
     Ok(reason)
+}
+
+/// Rewrites the live in-use flamegraph (atomically: a viewer never sees half a file).
+fn write_live_flamegraph(session: &Session, path: &std::path::Path) -> gotrace::Result<bool> {
+    export::write_one(&session.heap_snapshot()?, export::HEAP_INUSE_SVG, path)
 }
 
 /// How often `--flamegraph` rewrites its SVG.
@@ -553,9 +471,9 @@ fn print_heap_top(report: &Report, n: usize) {
     }
     eprintln!(
         "  heap in use {} ({} objects), {} allocated, as of the last GC; top sites:",
-        ui::summary::human_bytes(h.inuse_bytes),
+        human_bytes(h.inuse_bytes),
         h.inuse_objects,
-        ui::summary::human_bytes(h.alloc_bytes)
+        human_bytes(h.alloc_bytes)
     );
     for s in h.top.iter().take(n) {
         let age = s
@@ -565,8 +483,8 @@ fn print_heap_top(report: &Report, n: usize) {
             .unwrap_or_default();
         eprintln!(
             "  {:>10} in use {:>10} allocated  {}{age}",
-            ui::summary::human_bytes(s.inuse_bytes),
-            ui::summary::human_bytes(s.alloc_bytes),
+            human_bytes(s.inuse_bytes),
+            human_bytes(s.alloc_bytes),
             s.site
         );
     }
@@ -585,17 +503,18 @@ fn record(args: RecordArgs) -> Result<ExitCode> {
     eprintln!(
         "gotrace: recording the heap of {} ({}) for {}; Ctrl-C to stop early",
         args.pid,
-        session.target.binary.buildinfo.version_string,
+        session.target().binary.buildinfo.version_string,
         humantime::format_duration(args.duration)
     );
-    if let Some(why) = &session.heap_unavailable {
+    if let Some(why) = session.attachment().sampler().unavailable() {
         return Err(anyhow::anyhow!("no heap profile: {why}"));
     }
-    run_live(&mut session, args.quiet, args.heap.flamegraph.as_deref())?;
-    let profile = outputs::heap_pprof(&session)?
-        .ok_or_else(|| anyhow::anyhow!("the process exited before a heap profile could be read"))?;
-    gotrace::export::pprof::write(&profile, &args.output)?;
-    print_heap_top(&Report::build(&session, StopReason::Duration), 10);
+    let reason = run_live(&mut session, args.quiet, args.heap.flamegraph.as_deref())?;
+    let snapshot = session.snapshot(Some(reason))?;
+    if !export::write_one(&snapshot, export::HEAP, &args.output)? {
+        anyhow::bail!("the process exited before a heap profile could be read");
+    }
+    print_heap_top(&snapshot.report, 10);
     eprintln!(
         "gotrace: wrote {} (view it with `go tool pprof -http=: {}`)",
         args.output.display(),
@@ -631,7 +550,7 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
     let options = AttachOptions {
         duration: args.duration,
         tick: std::time::Duration::from_millis(500),
-        detect: args.detect.config(),
+        detect: args.detect.clone(),
         ..AttachOptions::default()
     };
     let mut session = match (Session::attach(pid, options), child.as_mut()) {
@@ -641,21 +560,18 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
     };
     eprintln!(
         "gotrace check: tracing {pid} ({}){}",
-        session.target.binary.buildinfo.version_string,
+        session.target().binary.buildinfo.version_string,
         match args.duration {
             Some(d) => format!(" for {}", humantime::format_duration(d)),
             None => " until it exits".into(),
         }
     );
     let reason = run_live(&mut session, true, None)?;
-    let report = Report::build(&session, reason);
-    let out = args.out.unwrap_or_else(|| outputs::default_dir(pid));
-    std::fs::create_dir_all(&out).map_err(|source| gotrace::Error::Output {
-        path: out.clone(),
-        source,
-    })?;
-    outputs::write_heap(&session, &out)?;
-    report.write(&out)?;
+    // The same snapshot and files as attach.
+    let snapshot = session.snapshot(Some(reason))?;
+    let out = args.out.unwrap_or_else(|| export::default_dir(pid));
+    export::write_all(&snapshot, &out)?;
+    let report = &snapshot.report;
     let gate = Gate {
         fail_on: match args.fail_on.as_slice() {
             [all] if all == "all" => None,
@@ -665,7 +581,8 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
         max_inuse: args.max_inuse,
         max_goroutines: args.max_goroutines,
     };
-    let mut verdict = gate.judge(&report, session.peak_heap_in_use, session.peak_goroutines);
+    let model = session.model();
+    let mut verdict = gate.judge(report, model.peak_heap_in_use, model.peak_goroutines);
     if let Some(mut c) = child {
         // A command still running when --duration ends is stopped: the check is over.
         if c.try_wait()?.is_none() {
@@ -733,21 +650,10 @@ async fn recv(signal: Option<tokio::signal::unix::Signal>) {
     }
 }
 
-/// Bytes with an optional binary suffix: 524288, 512KiB, 512k, 1MiB, 1m.
-fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size in bytes"))?;
-    let mult = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err(format!("unknown size unit {unit:?} (use KiB, MiB or GiB)")),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too large"))
+/// A pattern id, or `all` / `none`.
+fn parse_fail_on(s: &str) -> Result<String, String> {
+    match s {
+        "all" | "none" => Ok(s.to_string()),
+        _ => gotrace::detect::parse_pattern(s),
+    }
 }

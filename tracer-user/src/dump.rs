@@ -10,7 +10,7 @@ use crate::{
     error::Result,
     goruntime::{
         allgs::{is_system_goroutine, AllGs, GSnapshot},
-        traceback::{self, Tracebacks},
+        traceback::{self, show_frame, Tracebacks},
         Offsets, Runtime,
     },
     symbols::Symbolizer,
@@ -81,7 +81,7 @@ pub fn take(pid: u32, system: bool) -> Result<Dump> {
     })?;
     let snapshot = allgs.snapshot(&target)?;
     let tracebacks = Tracebacks::new(&target, &runtime);
-    let sym = Symbolizer::new(&target.binary);
+    let sym = Symbolizer::new(target.binary.clone());
     build(&target, &snapshot, &tracebacks, &sym, system)
 }
 
@@ -214,15 +214,6 @@ fn group(goroutines: &[GoroutineDump]) -> Vec<Group> {
     let mut out: Vec<Group> = groups.into_values().collect();
     out.sort_by(|a, b| b.count.cmp(&a.count).then(a.goids[0].cmp(&b.goids[0])));
     out
-}
-
-/// Go's `showframe` for tracebacks: runtime internals are hidden, the runtime's exported
-/// functions (`runtime.Goexit`...) are shown.
-pub fn show_frame(function: &str) -> bool {
-    match function.strip_prefix("runtime.") {
-        Some(rest) => rest.starts_with(|c: char| c.is_ascii_uppercase()),
-        None => function.contains('.'),
-    }
 }
 
 fn monotonic_ns() -> i64 {

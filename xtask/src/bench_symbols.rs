@@ -27,12 +27,15 @@ pub fn run(args: SymbolsArgs) -> Result<()> {
         .len();
     let rss_before = vm_kib("VmHWM")?;
     let t0 = Instant::now();
-    let bin = GoBinary::open(&args.binary, &args.binary.display().to_string())?;
+    let bin = std::sync::Arc::new(GoBinary::open(
+        &args.binary,
+        &args.binary.display().to_string(),
+    )?);
     let opened = t0.elapsed();
     let sym = if args.dwarf {
-        Symbolizer::with_dwarf(&bin)?
+        Symbolizer::with_dwarf(bin.clone())?
     } else {
-        Symbolizer::new(&bin)
+        Symbolizer::new(bin.clone())
     };
     let ready = t0.elapsed();
     let pcln = bin.pclntab();

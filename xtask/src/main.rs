@@ -31,7 +31,7 @@ enum Command {
     Test(test::TestArgs),
     /// Measure the target's throughput traced vs untraced, or the symbolizer's cost.
     Bench(bench::BenchArgs),
-    /// Regenerate tracer-user/src/goruntime/offsets_table.rs from each toolchain's DWARF.
+    /// Regenerate tracer-user/src/binary/offsets_table.rs from each toolchain's DWARF.
     GenOffsets,
 }
 

@@ -4,6 +4,9 @@
 pub mod buildinfo;
 pub mod elf;
 pub mod moduledata;
+pub mod offsets;
+mod offsets_table;
+pub mod pclntab;
 
 use std::path::Path;
 
@@ -13,9 +16,10 @@ pub use buildinfo::{BuildInfo, GoVersion};
 pub use elf::ElfInfo;
 pub use moduledata::{Moduledata, ModuledataError};
 
+use pclntab::{Func, PcHeader, Pclntab, PclntabError};
+
 use crate::{
     error::{Error, Result},
-    symbols::pclntab::{Func, PcHeader, Pclntab, PclntabError},
     util::SharedBytes,
 };
 

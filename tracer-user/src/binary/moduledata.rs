@@ -18,8 +18,10 @@ use object::{
 
 use super::{elf::ElfInfo, GoVersion};
 use crate::{
-    goruntime::{Field, Offsets, OffsetsSource},
-    symbols::pclntab::PcHeader,
+    binary::{
+        offsets::{Field, Offsets, OffsetsSource},
+        pclntab::PcHeader,
+    },
     util::read_u64,
 };
 

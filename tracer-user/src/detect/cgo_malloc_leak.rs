@@ -3,75 +3,94 @@
 //! every live C block and the outstanding bytes per allocation stack; a stack whose bytes keep
 //! rising is the leak.
 
-use std::collections::{HashMap, VecDeque};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+};
 
 use serde_json::json;
 
-use super::Finding;
-use crate::symbols::Frame;
+use super::{config_defaults, Context, Detector, Finding};
+use crate::{model::capped::Capped, observe::Look, symbols::Frame};
 
-#[derive(Clone, Debug)]
+pub const PATTERN: &str = "cgo-malloc-leak";
+
+#[derive(Clone, Debug, clap::Args)]
 pub struct Config {
     /// Looks (ticks) a stack must be followed before a verdict.
+    #[arg(skip = 5usize)]
     pub min_looks: usize,
-    /// Growth of outstanding bytes over them.
+    /// cgo-malloc-leak: growth of a stack's outstanding C bytes that counts.
+    #[arg(long = "cgo-growth", value_name = "SIZE", default_value = "1MiB", value_parser = crate::units::parse_size)]
     pub min_growth_bytes: u64,
     /// Fraction of steps allowed to go down.
+    #[arg(skip = 0.25)]
     pub max_down_steps: f64,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            min_looks: 5,
-            min_growth_bytes: 1 << 20,
-            max_down_steps: 0.25,
-        }
-    }
-}
+config_defaults!(Config);
 
 const WINDOW: usize = 64;
+/// C allocation stacks followed at once.
+const MAX_STACKS: usize = 4096;
 
-#[derive(Debug, Default)]
+/// One stack's outstanding memory over the recent looks: (t, bytes, blocks).
+struct Series {
+    points: VecDeque<(f64, i64, i64)>,
+    frames: Arc<[Frame]>,
+}
+
 pub struct CgoMallocLeak {
-    pub config: Config,
-    /// stack id -> (t, outstanding bytes, outstanding blocks)
-    series: HashMap<i64, VecDeque<(f64, i64, i64)>>,
+    config: Config,
+    series: Capped<i64, Series>,
 }
 
 impl CgoMallocLeak {
     pub fn new(config: Config) -> Self {
         CgoMallocLeak {
             config,
-            ..Default::default()
+            series: Capped::new(MAX_STACKS),
         }
     }
+}
 
+impl Detector for CgoMallocLeak {
     /// One look at the outstanding totals per stack.
-    pub fn update(&mut self, t: f64, totals: &[(i64, i64, i64)]) {
-        let now: HashMap<i64, (i64, i64)> = totals.iter().map(|&(s, b, n)| (s, (b, n))).collect();
-        for (&stack, &(bytes, blocks)) in &now {
+    fn observe(&mut self, look: &Look, _cx: &Context<'_>) {
+        let Some(stacks) = &look.c_stacks else {
+            return;
+        };
+        let t = look.t;
+        let now: HashMap<i64, (i64, i64)> = stacks
+            .iter()
+            .map(|s| (s.stack_id, (s.bytes, s.blocks)))
+            .collect();
+        for s in stacks {
             self.series
-                .entry(stack)
-                .or_default()
-                .push_back((t, bytes, blocks));
+                .entry(s.stack_id, || Series {
+                    points: VecDeque::new(),
+                    frames: s.frames.clone(),
+                })
+                .points
+                .push_back((t, s.bytes, s.blocks));
         }
         for (stack, s) in self.series.iter_mut() {
             if !now.contains_key(stack) {
-                s.push_back((t, 0, 0));
+                s.points.push_back((t, 0, 0));
             }
-            while s.len() > WINDOW {
-                s.pop_front();
+            while s.points.len() > WINDOW {
+                s.points.pop_front();
             }
         }
-        self.series.retain(|_, s| s.iter().any(|p| p.1 > 0));
+        self.series.retain(|_, s| s.points.iter().any(|p| p.1 > 0));
     }
 
-    /// Stacks whose outstanding bytes grow, with what to name them by.
-    pub fn growing(&self) -> Vec<(i64, serde_json::Value)> {
+    /// Stacks whose outstanding bytes grow.
+    fn findings(&self, _cx: &Context<'_>) -> Vec<Finding> {
         let c = &self.config;
         let mut out = Vec::new();
-        for (&stack, s) in &self.series {
+        for (_, series) in self.series.iter() {
+            let s = &series.points;
             if s.len() < c.min_looks {
                 continue;
             }
@@ -88,8 +107,8 @@ impl CgoMallocLeak {
             {
                 continue;
             }
-            out.push((
-                stack,
+            out.push(finding(
+                series.frames.to_vec(),
                 json!({
                     "outstanding_bytes": last,
                     "outstanding_blocks": blocks,
@@ -103,8 +122,8 @@ impl CgoMallocLeak {
     }
 }
 
-/// The finding for a growing stack, once its frames are named (innermost first).
-pub fn finding(stack: Vec<Frame>, evidence: serde_json::Value) -> Finding {
+/// The finding for a growing stack (frames innermost first).
+fn finding(stack: Vec<Frame>, evidence: serde_json::Value) -> Finding {
     // The code that called the allocator: the first frame outside the C library.
     let site = stack
         .iter()
@@ -113,7 +132,7 @@ pub fn finding(stack: Vec<Frame>, evidence: serde_json::Value) -> Finding {
         .cloned()
         .unwrap_or_else(|| Frame::unknown(0));
     Finding {
-        pattern: "cgo-malloc-leak",
+        pattern: PATTERN,
         site,
         stack,
         evidence,

@@ -5,52 +5,42 @@
 
 use serde_json::json;
 
-use super::{heap_stack, site_of, Finding};
-use crate::{
-    binary::GoBinary,
-    goruntime::traceback::goroutine_function,
-    model::{heap::AgeHistogram, heap_series::HeapSeries},
-    symbols::Symbolizer,
-};
+use super::{config_defaults, heap_stack, site_of, Context, Detector, Finding};
+use crate::goruntime::traceback::goroutine_function;
 
-#[derive(Clone, Debug)]
+pub const PATTERN: &str = "closure-retention";
+
+#[derive(Clone, Debug, clap::Args)]
 pub struct Config {
-    /// Retained bytes in use at the allocation site.
+    /// closure-retention: bytes a closure must keep alive.
+    #[arg(long = "retained", value_name = "SIZE", default_value = "1MiB", value_parser = crate::units::parse_size)]
     pub min_bytes: u64,
     /// GC cycles the oldest retained object must have survived.
+    #[arg(skip = 3u32)]
     pub min_age_cycles: u32,
     /// How long the goroutine must have been alive (seconds).
+    #[arg(skip = 5.0)]
     pub min_alive_s: f64,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            min_bytes: 1 << 20,
-            min_age_cycles: 3,
-            min_alive_s: 5.0,
-        }
-    }
-}
+config_defaults!(Config);
 
-/// A goroutine creation site alive for a while: (`go` statement PC, start PC, live, alive_s).
-pub type LongLived = (u64, u64, u64, f64);
-
-#[derive(Debug, Default)]
 pub struct ClosureRetention {
-    pub config: Config,
+    config: Config,
 }
 
 impl ClosureRetention {
-    pub fn findings(
-        &self,
-        series: &HeapSeries,
-        ages: &std::collections::HashMap<u64, AgeHistogram>,
-        goroutines: &[LongLived],
-        binary: &GoBinary,
-        sym: &Symbolizer,
-    ) -> Vec<Finding> {
+    pub fn new(config: Config) -> Self {
+        ClosureRetention { config }
+    }
+}
+
+impl Detector for ClosureRetention {
+    fn findings(&self, cx: &Context<'_>) -> Vec<Finding> {
         let c = &self.config;
+        let (series, sym) = (&cx.model.heap_series, cx.sym);
+        let ages = cx.model.ages.by_bucket();
+        let goroutines = cx.model.goroutine_sites.long_lived(cx.t);
         let mut out = Vec::new();
         for (bucket, points) in series.sites() {
             let Some(last) = points.back() else { continue };
@@ -64,13 +54,13 @@ impl ClosureRetention {
             let allocated_in = site_of(&stack).function;
             // A closure of F is named F.func1, F.func2, ... (nested: F.func1.2).
             let closure_prefix = format!("{allocated_in}.func");
-            for &(gopc, startpc, live, alive_s) in goroutines {
-                let function = goroutine_function(binary, startpc);
+            for &(gopc, startpc, live, alive_s) in &goroutines {
+                let function = goroutine_function(cx.binary, startpc);
                 if alive_s < c.min_alive_s || !function.starts_with(&closure_prefix) {
                     continue;
                 }
                 out.push(Finding {
-                    pattern: "closure-retention",
+                    pattern: PATTERN,
                     site: sym.caller_frame(gopc),
                     stack: stack.clone(),
                     evidence: json!({

@@ -12,48 +12,42 @@ use std::collections::VecDeque;
 
 use serde_json::json;
 
-use super::{goroutine_stack, Finding};
+use super::{config_defaults, goroutine_stack, Context, Detector, Finding};
 use crate::{
     goruntime::{
-        allgs::GSnapshot,
         finalizers::is_finalizer_goroutine,
-        traceback::{Tracebacks, G_RUNNING, G_WAITING},
+        traceback::{G_RUNNING, G_WAITING},
     },
-    session::SetFinalizerSite,
-    symbols::{Frame, Symbolizer},
-    target::Target,
+    observe::Look,
+    symbols::Frame,
 };
 
-#[derive(Clone, Debug)]
+pub const PATTERN: &str = "finalizer-abuse";
+
+#[derive(Clone, Debug, clap::Args)]
 pub struct Config {
-    /// The finalizer goroutine inside one user finalizer this long: reported.
-    pub stuck_s: f64,
+    /// finalizer-abuse: time the finalizer goroutine may spend in one finalizer.
+    #[arg(long = "finalizer-stuck", value_name = "DUR", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub stuck: std::time::Duration,
     /// The queue must hold at least this many finalizers ...
+    #[arg(skip = 1000u64)]
     pub min_queue: u64,
     /// ... and have grown over this many consecutive looks.
+    #[arg(skip = 4usize)]
     pub growing_looks: usize,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            stuck_s: 5.0,
-            min_queue: 1000,
-            growing_looks: 4,
-        }
-    }
-}
+config_defaults!(Config);
 
 /// The runtime's wait reason of an idle finalizer goroutine.
 const FINALIZER_WAIT: &str = "finalizer wait";
 
-#[derive(Debug, Default)]
 pub struct FinalizerAbuse {
-    pub config: Config,
+    config: Config,
     queue: VecDeque<(f64, u64)>,
-    /// Since when the finalizer goroutine has been busy (not idle), and a snapshot of it.
+    /// Since when the finalizer goroutine has been busy (not idle), where it is, and its state.
     busy_since: Option<f64>,
-    fing: Option<GSnapshot>,
+    stack: Vec<Frame>,
     fing_state: String,
 }
 
@@ -61,38 +55,37 @@ impl FinalizerAbuse {
     pub fn new(config: Config) -> Self {
         FinalizerAbuse {
             config,
-            ..Default::default()
+            queue: VecDeque::new(),
+            busy_since: None,
+            stack: Vec::new(),
+            fing_state: String::new(),
         }
     }
+}
 
+impl Detector for FinalizerAbuse {
     /// One look: the queue length and the finalizer goroutine's state.
-    pub fn update(
-        &mut self,
-        t: f64,
-        queue: Option<u64>,
-        snapshot: &[GSnapshot],
-        target: &Target,
-        tb: &Tracebacks,
-    ) {
-        if let Some(q) = queue {
+    fn observe(&mut self, look: &Look, cx: &Context<'_>) {
+        let Some(gs) = &look.goroutines else {
+            return;
+        };
+        let t = look.t;
+        if let Some(q) = look.finalizer_queue {
             self.queue.push_back((t, q));
             if self.queue.len() > 64 {
                 self.queue.pop_front();
             }
         }
-        let pcln = target.binary.pclntab();
-        let fing = snapshot.iter().find(|g| {
-            g.is_live()
-                && pcln
-                    .func_for_pc(g.startpc)
-                    .is_some_and(|f| is_finalizer_goroutine(&f.name))
-        });
-        let Some(g) = fing else {
+        let fing = gs
+            .gs
+            .iter()
+            .find(|g| g.g.is_live() && is_finalizer_goroutine(&g.start_function));
+        let Some(g) = fing.map(|g| &g.g) else {
             self.busy_since = None;
             return;
         };
         let state = match g.status {
-            G_WAITING => tb.wait_reason(target, g.waitreason).unwrap_or_default(),
+            G_WAITING => gs.wait_reason(g.waitreason).to_string(),
             G_RUNNING => "running".into(),
             _ => "runnable".into(),
         };
@@ -102,22 +95,22 @@ impl FinalizerAbuse {
         } else if self.busy_since.is_none() {
             self.busy_since = Some(t);
         }
-        self.fing = Some(g.clone());
+        // The blocked finalizer's own frames (the runtime's loop around it hidden).
+        self.stack = match (g.status, gs.stack(g.addr)) {
+            (G_RUNNING, _) | (_, None) => Vec::new(),
+            (_, Some(pcs)) => goroutine_stack(pcs, cx.sym),
+        };
         self.fing_state = state;
     }
 
-    /// `set_sites`: SetFinalizer call sites since attach, busiest first.
-    pub fn findings(
-        &self,
-        t: f64,
-        elapsed_s: f64,
-        set_sites: &[SetFinalizerSite],
-        target: &Target,
-        tb: &Tracebacks,
-        sym: &Symbolizer,
-    ) -> Vec<Finding> {
+    /// With `--finalizer-sites`, the SetFinalizer call sites since attach, busiest first.
+    fn findings(&self, cx: &Context<'_>) -> Vec<Finding> {
         let c = &self.config;
-        let stuck = self.busy_since.map(|s| t - s).filter(|s| *s >= c.stuck_s);
+        let t = cx.t;
+        let stuck = self
+            .busy_since
+            .map(|s| t - s)
+            .filter(|s| *s >= c.stuck.as_secs_f64());
         let queue_now = self.queue.back().map_or(0, |q| q.1);
         let tail: Vec<u64> = self
             .queue
@@ -132,13 +125,11 @@ impl FinalizerAbuse {
         if stuck.is_none() && !growing {
             return Vec::new();
         }
-        // The blocked finalizer's own frames (the runtime's loop around it hidden).
-        let stack: Vec<Frame> = self
-            .fing
-            .as_ref()
-            .filter(|g| g.status != G_RUNNING)
-            .map(|g| goroutine_stack(target, tb, sym, g))
-            .unwrap_or_default();
+        let stack = self.stack.clone();
+        let set_sites = cx
+            .model
+            .finalizer_sites
+            .named(cx.binary, cx.offsets, cx.load_bias, cx.sym);
         let top_sites: Vec<_> = set_sites
             .iter()
             .take(5)
@@ -146,7 +137,7 @@ impl FinalizerAbuse {
                 json!({
                     "site": s.site,
                     "calls": s.calls,
-                    "per_s": (s.calls as f64 / elapsed_s.max(1e-3)).round(),
+                    "per_s": (s.calls as f64 / t.max(1e-3)).round(),
                     "object_type": s.object_type,
                 })
             })
@@ -160,7 +151,7 @@ impl FinalizerAbuse {
             .unwrap_or_else(|| Frame::unknown(0));
         let first_queue = self.queue.front().map_or(0, |q| q.1);
         vec![Finding {
-            pattern: "finalizer-abuse",
+            pattern: PATTERN,
             site,
             stack,
             evidence: json!({

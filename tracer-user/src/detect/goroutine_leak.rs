@@ -9,224 +9,51 @@
 //!
 //! A healthy pool has a stable count and its workers keep waking up: no verdict.
 
-use std::collections::{HashMap, VecDeque};
-
 use serde_json::json;
 
-use super::{goroutine_stack, Finding};
-use crate::{
-    goruntime::{
-        allgs::{is_system_goroutine, GSnapshot},
-        traceback::{goroutine_function, Tracebacks, G_LEAKED, G_WAITING},
-    },
-    symbols::Symbolizer,
-    target::Target,
-};
+use super::{config_defaults, goroutine_stack, trend::slope, Context, Detector, Finding};
+use crate::goruntime::traceback::goroutine_function;
 
-#[derive(Clone, Debug)]
+pub const PATTERN: &str = "goroutine-leak";
+
+#[derive(Clone, Debug, clap::Args)]
 pub struct Config {
-    /// Observe a site this long before judging its growth.
+    /// Observe a site this long before judging its growth ...
+    #[arg(skip = 10.0)]
     pub min_window_s: f64,
-    /// ... and see it grow by at least this many goroutines ...
+    /// goroutine-leak: growth of a creation site's live goroutines that counts.
+    #[arg(long = "goroutine-growth", value_name = "N", default_value_t = 10)]
     pub min_growth: u64,
     /// ... at this rate or more (least-squares slope over the window).
+    #[arg(skip = 0.2)]
     pub min_rate: f64,
-    /// Goroutines blocked longer than this are reported even without growth.
-    pub block_threshold_s: f64,
+    /// goroutine-leak: report goroutines blocked longer than this even without growth.
+    #[arg(long = "block-threshold", value_name = "DUR", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub block_threshold: std::time::Duration,
     /// Blocked on a nil channel this long: reported (it can never wake up).
+    #[arg(skip = 10.0)]
     pub nil_chan_threshold_s: f64,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            min_window_s: 10.0,
-            min_growth: 10,
-            min_rate: 0.2,
-            block_threshold_s: 600.0,
-            nil_chan_threshold_s: 10.0,
-        }
-    }
+config_defaults!(Config);
+
+pub struct GoroutineLeak {
+    config: Config,
 }
 
-/// Points of a site's live count kept for the slope: two minutes at one tick per second.
-const WINDOW_POINTS: usize = 120;
-
-#[derive(Debug, Default)]
-struct Site {
-    points: VecDeque<(f64, u64)>,
-    first_seen: f64,
-    startpc: u64,
-    /// At the latest look: goroutines blocked, marked leaked by the runtime, and one of the
-    /// blocked ones (to show where they wait).
-    blocked: u64,
-    leaked: u64,
-    sample: Option<GSnapshot>,
-    oldest_blocked_since: Option<f64>,
-    reasons: HashMap<u8, u64>,
-    /// Ages of its live goroutines at the latest look (see [`GoroutineAges`]).
-    ages: GoroutineAges,
-}
-
-/// How long the live goroutines of one creation site have been alive.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct GoroutineAges {
-    /// Goroutines by age: `[<1s, 1-10s, 10s-1m, 1-10m, 10m+]` (since attach at most).
-    pub seconds: [u64; 5],
-    /// Of which already alive when gotrace attached (older than they look).
-    pub before_attach: u64,
-}
-
-impl GoroutineAges {
-    fn add(&mut self, age_s: f64, before_attach: bool) {
-        let slot = match age_s {
-            a if a < 1.0 => 0,
-            a if a < 10.0 => 1,
-            a if a < 60.0 => 2,
-            a if a < 600.0 => 3,
-            _ => 4,
-        };
-        self.seconds[slot] += 1;
-        self.before_attach += u64::from(before_attach);
-    }
-}
-
-/// One creation site's live goroutines.
-#[derive(Clone, Debug)]
-pub struct LiveSite {
-    /// The `go` statement, and the goroutines' function (link-time PCs).
-    pub gopc: u64,
-    pub startpc: u64,
-    pub live: u64,
-    pub blocked: u64,
-    pub ages: GoroutineAges,
-}
-
-#[derive(Debug, Default)]
-pub struct GoroutineLeaks {
-    pub config: Config,
-    sites: HashMap<u64, Site>,
-    /// goid -> (first time seen blocked, wait reason)
-    blocked_since: HashMap<u64, (f64, u8)>,
-    /// goid -> (first time seen, alive at the first look)
-    first_seen: HashMap<u64, (f64, bool)>,
-    looks: u64,
-}
-
-impl GoroutineLeaks {
+impl GoroutineLeak {
     pub fn new(config: Config) -> Self {
-        GoroutineLeaks {
-            config,
-            ..Default::default()
-        }
+        GoroutineLeak { config }
     }
+}
 
-    /// Takes one look at every goroutine, `t` seconds after attach.
-    pub fn update(&mut self, t: f64, snapshot: &[GSnapshot], target: &Target) {
-        let pcln = target.binary.pclntab();
-        for s in self.sites.values_mut() {
-            s.blocked = 0;
-            s.leaked = 0;
-            s.sample = None;
-            s.oldest_blocked_since = None;
-            s.reasons.clear();
-            s.ages = GoroutineAges::default();
-        }
-        let first_look = self.looks == 0;
-        self.looks += 1;
-        let mut still_alive = HashMap::new();
-        let mut live: HashMap<u64, u64> = HashMap::new();
-        let mut still_blocked = HashMap::new();
-        for g in snapshot.iter().filter(|g| g.is_live()) {
-            let start = pcln
-                .func_for_pc(g.startpc)
-                .map(|f| f.name)
-                .unwrap_or_default();
-            if is_system_goroutine(&start) {
-                continue;
-            }
-            *live.entry(g.gopc).or_default() += 1;
-            let site = self.sites.entry(g.gopc).or_insert_with(|| Site {
-                first_seen: t,
-                startpc: g.startpc,
-                ..Default::default()
-            });
-            let seen = *self.first_seen.get(&g.goid).unwrap_or(&(t, first_look));
-            still_alive.insert(g.goid, seen);
-            site.ages.add(t - seen.0, seen.1);
-            if g.status == G_WAITING || g.status == G_LEAKED {
-                let since = match self.blocked_since.get(&g.goid) {
-                    Some(&(since, reason)) if reason == g.waitreason => since,
-                    _ => t,
-                };
-                still_blocked.insert(g.goid, (since, g.waitreason));
-                site.blocked += 1;
-                site.leaked += u64::from(g.status == G_LEAKED);
-                *site.reasons.entry(g.waitreason).or_default() += 1;
-                if site.oldest_blocked_since.is_none_or(|o| since < o) {
-                    site.oldest_blocked_since = Some(since);
-                    site.sample = Some(g.clone());
-                }
-            }
-        }
-        self.blocked_since = still_blocked;
-        self.first_seen = still_alive;
-        for (pc, site) in self.sites.iter_mut() {
-            let n = live.get(pc).copied().unwrap_or(0);
-            site.points.push_back((t, n));
-            if site.points.len() > WINDOW_POINTS {
-                site.points.pop_front();
-            }
-        }
-        // Forget sites with nothing left for a whole window.
-        self.sites
-            .retain(|_, s| s.points.iter().any(|(_, n)| *n > 0));
-    }
-
-    /// Creation sites with goroutines alive at every look since they were first seen:
-    /// (`go` statement PC, start PC, live, seconds alive), as of time `t`.
-    pub fn long_lived(&self, t: f64) -> Vec<(u64, u64, u64, f64)> {
-        self.sites
-            .iter()
-            .filter(|(_, s)| s.points.iter().all(|p| p.1 > 0))
-            .filter_map(|(pc, s)| {
-                let &(_, live) = s.points.back()?;
-                Some((*pc, s.startpc, live, t - s.first_seen))
-            })
-            .collect()
-    }
-
-    /// Live goroutines per creation site at the latest look, most first.
-    pub fn live_by_site(&self) -> Vec<LiveSite> {
-        let mut v: Vec<_> = self
-            .sites
-            .iter()
-            .filter_map(|(pc, s)| {
-                let &(_, live) = s.points.back()?;
-                (live > 0).then(|| LiveSite {
-                    gopc: *pc,
-                    startpc: s.startpc,
-                    live,
-                    blocked: s.blocked,
-                    ages: s.ages.clone(),
-                })
-            })
-            .collect();
-        v.sort_by_key(|x| std::cmp::Reverse(x.live));
-        v
-    }
-
-    /// The verdicts at time `t`.
-    pub fn findings(
-        &self,
-        t: f64,
-        target: &Target,
-        tracebacks: &Tracebacks,
-        sym: &Symbolizer,
-    ) -> Vec<Finding> {
+impl Detector for GoroutineLeak {
+    fn findings(&self, cx: &Context<'_>) -> Vec<Finding> {
+        let t = cx.t;
+        let sites = &cx.model.goroutine_sites;
         let c = &self.config;
         let mut out = Vec::new();
-        for (gopc, site) in &self.sites {
+        for (gopc, site) in sites.sites() {
             let Some(&(_, now)) = site.points.back() else {
                 continue;
             };
@@ -234,14 +61,9 @@ impl GoroutineLeaks {
             let min = site.points.iter().map(|p| p.1).min().unwrap_or(0);
             let rate = slope(&site.points);
             let oldest = site.oldest_blocked_since.map(|s| t - s);
-            let (reason_code, _) = site
-                .reasons
-                .iter()
-                .max_by_key(|(_, n)| **n)
-                .map(|(r, n)| (*r, *n))
-                .unwrap_or((0, 0));
-            let reason = tracebacks
-                .wait_reason(target, reason_code)
+            let reason = site
+                .main_reason()
+                .map(|r| sites.wait_reason(r).to_string())
                 .unwrap_or_default();
             let growing = window >= c.min_window_s
                 && t - site.first_seen >= c.min_window_s
@@ -250,7 +72,7 @@ impl GoroutineLeaks {
                 && site.blocked * 2 >= now;
             let nil_chan =
                 reason.contains("nil chan") && oldest.is_some_and(|o| o >= c.nil_chan_threshold_s);
-            let long_blocked = oldest.is_some_and(|o| o >= c.block_threshold_s);
+            let long_blocked = oldest.is_some_and(|o| o >= c.block_threshold.as_secs_f64());
             if !(growing || site.leaked > 0 || nil_chan || long_blocked) {
                 continue;
             }
@@ -264,13 +86,13 @@ impl GoroutineLeaks {
                 "blocked-long"
             };
             let stack = site
-                .sample
-                .as_ref()
-                .map(|g| goroutine_stack(target, tracebacks, sym, g))
+                .sample_stack
+                .as_deref()
+                .map(|pcs| goroutine_stack(pcs, cx.sym))
                 .unwrap_or_default();
             out.push(Finding {
-                pattern: "goroutine-leak",
-                site: sym.caller_frame(*gopc),
+                pattern: PATTERN,
+                site: cx.sym.caller_frame(gopc),
                 stack,
                 evidence: json!({
                     "signal": why,
@@ -282,33 +104,13 @@ impl GoroutineLeaks {
                     "window_s": window.round(),
                     "oldest_blocked_s": oldest.map(|o| o.round()),
                     "wait_reason": reason,
-                    "goroutine_function": goroutine_function(&target.binary, site.startpc),
+                    "goroutine_function": goroutine_function(cx.binary, site.startpc),
                 }),
                 hint: hint(&reason),
             });
         }
         out.sort_by_key(|f| std::cmp::Reverse(f.evidence["live"].as_u64().unwrap_or(0)));
         out
-    }
-}
-
-/// Least-squares slope of the live count, goroutines per second.
-fn slope(points: &VecDeque<(f64, u64)>) -> f64 {
-    let n = points.len() as f64;
-    if n < 2.0 {
-        return 0.0;
-    }
-    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
-    let my = points.iter().map(|p| p.1 as f64).sum::<f64>() / n;
-    let (mut num, mut den) = (0.0, 0.0);
-    for &(x, y) in points {
-        num += (x - mx) * (y as f64 - my);
-        den += (x - mx) * (x - mx);
-    }
-    if den == 0.0 {
-        0.0
-    } else {
-        num / den
     }
 }
 
@@ -329,17 +131,4 @@ fn hint(reason: &str) -> String {
         "goroutines from this go statement accumulate: make sure each one has a way to exit"
     };
     h.to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slope_of_a_line() {
-        let pts: VecDeque<(f64, u64)> = (0..10).map(|i| (i as f64, 5 + 2 * i as u64)).collect();
-        assert!((slope(&pts) - 2.0).abs() < 1e-9);
-        let flat: VecDeque<(f64, u64)> = (0..10).map(|i| (i as f64, 20)).collect();
-        assert_eq!(slope(&flat), 0.0);
-    }
 }

@@ -1,5 +1,8 @@
-//! Leak detectors. Each looks at the model a session builds and returns [`Finding`]s of one
-//! pattern; report.json lists them under `findings`, and the live view prints each new one.
+//! The fourth stage: leak detectors. Each one is a [`Detector`] in a file of its own, with its
+//! thresholds as command-line flags (defined once, in its `Config`), registered in the one
+//! table at the bottom of this file. A detector sees each [`Look`] and the [`Model`], never the
+//! process, and returns [`Finding`]s of its pattern; report.json lists them under `findings`,
+//! and the live view prints each new one.
 
 pub mod cgo_malloc_leak;
 pub mod chan_backlog;
@@ -9,47 +12,17 @@ pub mod goroutine_leak;
 pub mod heap_growth;
 pub mod syncmap_growth;
 pub mod syncpool_misuse;
+pub mod trend;
 
 use serde::Serialize;
 
 use crate::{
-    dump::show_frame,
-    goruntime::{allgs::GSnapshot, traceback::Tracebacks},
-    model::heap_series::HeapSeries,
+    binary::{offsets::Offsets, GoBinary},
+    goruntime::traceback::show_frame,
+    model::{heap_series::HeapSeries, Model},
+    observe::Look,
     symbols::{Frame, Symbolizer},
-    target::Target,
 };
-
-/// Every pattern's stable id.
-pub const PATTERNS: &[&str] = &[
-    "goroutine-leak",
-    "heap-growth",
-    "syncmap-growth",
-    "syncpool-misuse",
-    "closure-retention",
-    "chan-backlog",
-    "finalizer-abuse",
-    "cgo-malloc-leak",
-];
-
-/// Every detector's thresholds, and the patterns switched off.
-#[derive(Clone, Debug, Default)]
-pub struct DetectConfig {
-    pub disabled: Vec<String>,
-    pub goroutine_leak: goroutine_leak::Config,
-    pub heap_growth: heap_growth::Config,
-    pub chan_backlog: chan_backlog::Config,
-    pub finalizer_abuse: finalizer_abuse::Config,
-    pub syncpool_misuse: syncpool_misuse::Config,
-    pub closure_retention: closure_retention::Config,
-    pub cgo_malloc_leak: cgo_malloc_leak::Config,
-}
-
-impl DetectConfig {
-    pub fn enabled(&self, pattern: &str) -> bool {
-        !self.disabled.iter().any(|d| d == pattern)
-    }
-}
 
 /// One verdict: which pattern, where, the numbers behind it, and what to change.
 #[derive(Clone, Debug, Serialize)]
@@ -64,6 +37,118 @@ pub struct Finding {
     pub evidence: serde_json::Value,
     /// A one-line suggestion.
     pub hint: String,
+}
+
+/// What a detector may consult besides the look: the model, and the binary's symbols.
+pub(crate) struct Context<'a> {
+    /// Seconds since attach.
+    pub t: f64,
+    pub model: &'a Model,
+    pub binary: &'a GoBinary,
+    pub offsets: &'a Offsets,
+    /// Runtime address minus link-time address (PIE); PCs from probes are runtime addresses.
+    pub load_bias: u64,
+    pub sym: &'a Symbolizer,
+}
+
+/// One leak pattern. `observe` takes each look (after the model has); `findings` gives the
+/// current verdicts, and may be asked at any moment.
+pub(crate) trait Detector: Send {
+    fn observe(&mut self, _look: &Look, _cx: &Context<'_>) {}
+    fn findings(&self, cx: &Context<'_>) -> Vec<Finding>;
+}
+
+/// A detector's configuration is its flags: clap parses them from the command line, and the
+/// defaults of a session without flags are the same flags parsed from nothing, so help and
+/// defaults cannot disagree.
+pub fn defaults<C: clap::Args + clap::FromArgMatches>() -> C {
+    let cmd = C::augment_args(clap::Command::new("gotrace").no_binary_name(true));
+    C::from_arg_matches(&cmd.get_matches_from(std::iter::empty::<String>()))
+        .expect("every detector flag has a default")
+}
+
+macro_rules! config_defaults {
+    ($config:ty) => {
+        impl Default for $config {
+            fn default() -> Self {
+                $crate::detect::defaults()
+            }
+        }
+    };
+}
+pub(crate) use config_defaults;
+
+macro_rules! registry {
+    ($($module:ident => $detector:ident),* $(,)?) => {
+        /// Every pattern's stable id, in registry order.
+        pub const PATTERNS: &[&str] = &[$($module::PATTERN),*];
+
+        /// The leak detectors: which run, and their thresholds.
+        #[derive(Clone, Debug, clap::Args)]
+        #[command(next_help_heading = "Detectors")]
+        pub struct DetectConfig {
+            /// Switch off these patterns (goroutine-leak, heap-growth, syncmap-growth,
+            /// syncpool-misuse, closure-retention, chan-backlog, finalizer-abuse,
+            /// cgo-malloc-leak).
+            #[arg(long, value_delimiter = ',', value_name = "PATTERN,...", value_parser = parse_pattern)]
+            pub disable: Vec<String>,
+            $(
+                #[command(flatten)]
+                pub $module: $module::Config,
+            )*
+        }
+
+        /// The enabled detectors, each with its configuration.
+        pub(crate) fn build(config: &DetectConfig) -> Vec<Box<dyn Detector>> {
+            let mut all: Vec<Box<dyn Detector>> = Vec::new();
+            $(
+                if config.enabled($module::PATTERN) {
+                    all.push(Box::new($module::$detector::new(config.$module.clone())));
+                }
+            )*
+            all
+        }
+    };
+}
+
+// The registry: one line per pattern.
+registry! {
+    goroutine_leak => GoroutineLeak,
+    heap_growth => HeapGrowth,
+    syncmap_growth => SyncMapGrowth,
+    syncpool_misuse => SyncPoolMisuse,
+    closure_retention => ClosureRetention,
+    chan_backlog => ChanBacklog,
+    finalizer_abuse => FinalizerAbuse,
+    cgo_malloc_leak => CgoMallocLeak,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        defaults()
+    }
+}
+
+impl DetectConfig {
+    pub fn enabled(&self, pattern: &str) -> bool {
+        !self.disabled(pattern)
+    }
+
+    fn disabled(&self, pattern: &str) -> bool {
+        self.disable.iter().any(|d| d == pattern)
+    }
+}
+
+/// A pattern id, as flags take them.
+pub fn parse_pattern(s: &str) -> Result<String, String> {
+    if PATTERNS.contains(&s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "unknown pattern {s:?} (one of {})",
+            PATTERNS.join(", ")
+        ))
+    }
 }
 
 /// The code to point at in an allocation stack: its first frame outside the runtime (as Go's
@@ -115,21 +200,11 @@ pub fn heap_stack(series: &HeapSeries, bucket: u64, sym: &Symbolizer) -> Vec<Fra
         .collect()
 }
 
-/// Where a goroutine that is not running waits, as Go's traceback shows it (runtime
-/// internals hidden), innermost first. Empty for a running goroutine.
-pub fn goroutine_stack(
-    target: &Target,
-    tb: &Tracebacks,
-    sym: &Symbolizer,
-    g: &GSnapshot,
-) -> Vec<Frame> {
-    let Ok(stacks) = tb.unwind(target, &[g]) else {
-        return Vec::new();
-    };
-    stacks
-        .into_iter()
-        .flatten()
-        .flat_map(|pc| sym.caller_frames(pc))
+/// Where a goroutine waits, as Go's traceback shows it (runtime internals hidden), innermost
+/// first, from its stack's return PCs.
+pub fn goroutine_stack(pcs: &[u64], sym: &Symbolizer) -> Vec<Frame> {
+    pcs.iter()
+        .flat_map(|pc| sym.caller_frames(*pc))
         .filter(|f| show_frame(&f.function))
         .collect()
 }

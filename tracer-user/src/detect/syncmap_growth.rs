@@ -1,10 +1,23 @@
 //! `syncmap-growth`: a `sync.Map` that only gains keys. Its entries are allocated inside the
 //! map's own methods (`sync.(*Map).Store` up to Go 1.23, `internal/sync.HashTrieMap` from
 //! 1.24), so the heap profile's growing site sits in package sync; the verdict points at the
-//! code that stores into the map, and counts the entries it holds. Found by [`super::heap_growth`].
+//! code that stores into the map, and counts the entries it holds.
 
-use super::{caller_of, heap_growth::Growth, site_of, Finding};
-use crate::{model::heap::AgeHistogram, symbols::Frame};
+use super::{
+    caller_of, config_defaults, heap_stack, site_of, trend::grows, Context, Detector, Finding,
+};
+use crate::symbols::Frame;
+
+pub const PATTERN: &str = "syncmap-growth";
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct Config {
+    /// syncmap-growth: growth of the bytes a sync.Map's entries hold that counts.
+    #[arg(long = "syncmap-growth", value_name = "SIZE", default_value = "1MiB", value_parser = crate::units::parse_size)]
+    pub min_growth_bytes: u64,
+}
+
+config_defaults!(Config);
 
 /// Frames of sync.Map's implementation, in every supported release.
 fn is_sync_map(function: &str) -> bool {
@@ -18,28 +31,59 @@ pub fn in_sync_map(stack: &[Frame]) -> bool {
     stack.iter().any(|f| is_sync_map(&f.function))
 }
 
-pub fn finding(
-    stack: Vec<Frame>,
-    growth: &Growth,
-    points: usize,
-    age: Option<&AgeHistogram>,
-) -> Finding {
-    let site = caller_of(&stack, is_sync_map).unwrap_or_else(|| site_of(&stack));
-    let mut evidence = growth.evidence(points, age);
-    // Each stored key costs the map one entry allocated at this site: live entries ~ keys.
-    evidence["entries_estimate"] = growth.last.inuse_objects.into();
-    evidence["entries_added_per_s"] = ((growth
-        .last
-        .inuse_objects
-        .saturating_sub(growth.first.inuse_objects)) as f64
-        / (growth.last.t() - growth.first.t()).max(1e-3))
-    .round()
-    .into();
-    Finding {
-        pattern: "syncmap-growth",
-        site,
-        stack,
-        evidence,
-        hint: "keys are stored in this sync.Map and never deleted: delete entries when done, or use a bounded cache with eviction".into(),
+pub struct SyncMapGrowth {
+    config: Config,
+}
+
+impl SyncMapGrowth {
+    pub fn new(config: Config) -> Self {
+        SyncMapGrowth { config }
+    }
+}
+
+impl Detector for SyncMapGrowth {
+    fn findings(&self, cx: &Context<'_>) -> Vec<Finding> {
+        let series = &cx.model.heap_series;
+        let ages = cx.model.ages.by_bucket();
+        // The same trend as heap-growth, with this pattern's threshold.
+        let rule = super::heap_growth::Config {
+            min_growth_bytes: self.config.min_growth_bytes,
+        }
+        .rule();
+        let mut out = Vec::new();
+        for (bucket, points) in series.sites() {
+            let Some(growth) = grows(points, &rule) else {
+                continue;
+            };
+            let age = ages.get(&bucket);
+            if !growth.kept(age) {
+                continue;
+            }
+            let stack = heap_stack(series, bucket, cx.sym);
+            if !in_sync_map(&stack) {
+                continue;
+            }
+            let site = caller_of(&stack, is_sync_map).unwrap_or_else(|| site_of(&stack));
+            let mut evidence = growth.evidence(points.len(), age);
+            // Each stored key costs the map one entry allocated at this site: live entries ~ keys.
+            evidence["entries_estimate"] = growth.last.inuse_objects.into();
+            evidence["entries_added_per_s"] = ((growth
+                .last
+                .inuse_objects
+                .saturating_sub(growth.first.inuse_objects))
+                as f64
+                / (growth.last.t() - growth.first.t()).max(1e-3))
+            .round()
+            .into();
+            out.push(Finding {
+                pattern: PATTERN,
+                site,
+                stack,
+                evidence,
+                hint: "keys are stored in this sync.Map and never deleted: delete entries when done, or use a bounded cache with eviction".into(),
+            });
+        }
+        out.sort_by_key(|f| std::cmp::Reverse(f.evidence["grew_by_bytes"].as_u64().unwrap_or(0)));
+        out
     }
 }

@@ -14,34 +14,29 @@ use std::collections::{HashMap, VecDeque};
 
 use serde_json::json;
 
-use super::{caller_of, heap_stack, site_of, Finding};
-use crate::{
-    goruntime::pools::PoolContents, model::heap_series::HeapSeries, symbols::Frame,
-    symbols::Symbolizer, target::Target,
-};
+use super::{caller_of, config_defaults, heap_stack, site_of, Context, Detector, Finding};
+use crate::{goruntime::pools::PoolContents, observe::Look, symbols::Frame};
 
-#[derive(Clone, Debug)]
+pub const PATTERN: &str = "syncpool-misuse";
+
+#[derive(Clone, Debug, clap::Args)]
 pub struct Config {
-    /// `New` calls (sampled, scaled) per GC cycle above which the pool is not recycling.
+    /// syncpool-misuse: new objects per GC cycle through sync.Pool.Get that count.
+    #[arg(long = "pool-new-per-cycle", value_name = "N", default_value_t = 256)]
     pub min_new_per_cycle: u64,
     /// GC cycles observed before a verdict.
+    #[arg(skip = 3u32)]
     pub min_cycles: u32,
-    /// A pooled object holding at least this many bytes is oversized ...
+    /// syncpool-misuse: bytes a pooled object must hold (with what it points to) to be
+    /// oversized, when a pool keeps one look after look.
+    #[arg(long = "pool-oversized", value_name = "SIZE", default_value = "1MiB", value_parser = crate::units::parse_size)]
     pub oversized_bytes: u64,
     /// ... when the pool holds one at this many consecutive looks.
+    #[arg(skip = 3usize)]
     pub oversized_looks: usize,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            min_new_per_cycle: 256,
-            min_cycles: 3,
-            oversized_bytes: 1 << 20,
-            oversized_looks: 3,
-        }
-    }
-}
+config_defaults!(Config);
 
 /// One look at one pool.
 #[derive(Clone, Copy, Debug)]
@@ -56,9 +51,8 @@ fn is_pool_get(function: &str) -> bool {
     function.starts_with("sync.(*Pool).Get")
 }
 
-#[derive(Debug, Default)]
 pub struct SyncPoolMisuse {
-    pub config: Config,
+    config: Config,
     /// Recent looks per pool (by address), with its `New` function's address.
     pools: HashMap<u64, (u64, VecDeque<PoolLook>)>,
 }
@@ -67,12 +61,12 @@ impl SyncPoolMisuse {
     pub fn new(config: Config) -> Self {
         SyncPoolMisuse {
             config,
-            ..Default::default()
+            pools: HashMap::new(),
         }
     }
 
     /// One look at every pool's contents. A pool absent from the look holds nothing.
-    pub fn update(&mut self, contents: &[PoolContents]) {
+    fn update(&mut self, contents: &[PoolContents]) {
         let keep = self.config.oversized_looks.max(1);
         let limit = self.config.oversized_bytes;
         self.pools
@@ -93,7 +87,7 @@ impl SyncPoolMisuse {
     }
 
     /// Pools that held an oversized object at each of the recent looks.
-    pub fn oversized(&self, target: &Target, sym: &Symbolizer) -> Vec<Finding> {
+    fn oversized(&self, cx: &Context<'_>) -> Vec<Finding> {
         let c = &self.config;
         let mut out = Vec::new();
         for (addr, (new_pc, looks)) in &self.pools {
@@ -108,13 +102,13 @@ impl SyncPoolMisuse {
             });
             // The pool is named by the function that fills it; a pool without `New` by its
             // variable, when the symbol table is there.
-            let variable = target.binary.symbol_at(addr.wrapping_sub(target.load_bias));
+            let variable = cx.binary.symbol_at(addr.wrapping_sub(cx.load_bias));
             let site = match *new_pc {
                 0 => Frame::unknown(*addr),
-                pc => sym.frame(pc.wrapping_sub(target.load_bias)),
+                pc => cx.sym.frame(pc.wrapping_sub(cx.load_bias)),
             };
             out.push(Finding {
-                pattern: "syncpool-misuse",
+                pattern: PATTERN,
                 stack: vec![site.clone()],
                 site,
                 evidence: json!({
@@ -132,7 +126,9 @@ impl SyncPoolMisuse {
         out
     }
 
-    pub fn findings(&self, series: &HeapSeries, sym: &Symbolizer) -> Vec<Finding> {
+    /// Pools whose `New` runs for most `Get`s.
+    fn not_put_back(&self, cx: &Context<'_>) -> Vec<Finding> {
+        let (series, sym) = (&cx.model.heap_series, cx.sym);
         let mut out = Vec::new();
         for (bucket, points) in series.sites() {
             let (Some(first), Some(last)) = (points.front(), points.back()) else {
@@ -153,7 +149,7 @@ impl SyncPoolMisuse {
             }
             let site = caller_of(&stack, is_pool_get).unwrap_or_else(|| site_of(&stack));
             out.push(Finding {
-                pattern: "syncpool-misuse",
+                pattern: PATTERN,
                 site,
                 evidence: json!({
                     "signal": "not-put-back",
@@ -167,6 +163,20 @@ impl SyncPoolMisuse {
                 hint: "objects taken from this sync.Pool are not put back, so every Get allocates: Put each object back when done (defer pool.Put(x)), and reset it first".into(),
             });
         }
+        out
+    }
+}
+
+impl Detector for SyncPoolMisuse {
+    fn observe(&mut self, look: &Look, _cx: &Context<'_>) {
+        if let Some(pools) = &look.pools {
+            self.update(pools);
+        }
+    }
+
+    fn findings(&self, cx: &Context<'_>) -> Vec<Finding> {
+        let mut out = self.not_put_back(cx);
+        out.extend(self.oversized(cx));
         out
     }
 }

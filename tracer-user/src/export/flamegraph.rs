@@ -7,14 +7,12 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    fs,
-    io::{self, BufWriter, Write},
+    io::{self, Write},
     path::Path,
-    sync::atomic::{AtomicU64, Ordering},
 };
 
-use super::pprof::proto;
 use crate::error::{Error, Result};
+use crate::pprof::proto;
 
 /// The value of a heap profile a flamegraph shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -214,48 +212,7 @@ pub fn write_heap_svg(
     subtitle: Option<&str>,
 ) -> Result<()> {
     let svg = heap_svg(profile, value, subtitle)?;
-    replace_file(path, |w| w.write_all(&svg))
-}
-
-/// Replaces `path` with what `write` produces, atomically: readers (a browser reloading a
-/// live flamegraph every few seconds) see the old file or the new one, never a partial one.
-/// The bytes go to a temporary file in the same directory, which is then renamed over `path`
-/// (rename is atomic only within one file system). Nothing is left behind on failure.
-pub fn replace_file(
-    path: &Path,
-    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
-) -> Result<()> {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let out_err = |source| Error::Output {
-        path: path.to_path_buf(),
-        source,
-    };
-    let name = path.file_name().ok_or_else(|| {
-        out_err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a file name",
-        ))
-    })?;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut w = BufWriter::new(fs::File::create(&tmp)?);
-        write(&mut w)?;
-        w.into_inner().map_err(|e| e.into_error())?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(out_err)
+    super::file::write_atomic(path, |w| w.write_all(&svg))
 }
 
 #[cfg(test)]
@@ -360,28 +317,5 @@ mod tests {
         svg("", &opts, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("no samples yet") && text.contains("t &lt;&amp;&gt;"));
-    }
-
-    #[test]
-    fn replace_file_is_all_or_nothing() {
-        let dir = std::env::temp_dir().join(format!("gotrace-replace-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("x.svg");
-        replace_file(&path, |w| w.write_all(b"one")).unwrap();
-        replace_file(&path, |w| w.write_all(b"two")).unwrap();
-        assert_eq!(fs::read(&path).unwrap(), b"two");
-        let failed = replace_file(&path, |w| {
-            w.write_all(b"partial")?;
-            Err(io::Error::other("boom"))
-        });
-        assert!(failed.is_err());
-        assert_eq!(fs::read(&path).unwrap(), b"two");
-        assert_eq!(
-            fs::read_dir(&dir).unwrap().count(),
-            1,
-            "no temporary file left"
-        );
-        assert!(replace_file(&dir.join("missing/x.svg"), |_| Ok(())).is_err());
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

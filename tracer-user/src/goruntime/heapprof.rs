@@ -13,9 +13,49 @@ use super::{datasyms::DataSymbol, Runtime};
 use crate::{
     binary::GoVersion,
     error::{Error, Result},
-    model::heap::{HeapProfile, HeapRecord},
-    target::Target,
+    target::{ProcessMemory, Target},
 };
+
+/// One allocation site: a stack and an object size (Go keeps one bucket per stack and size).
+/// Counts are sampled and unscaled, exactly as the runtime holds them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeapRecord {
+    /// Address of the runtime's bucket: the key that joins object ages to this record.
+    pub bucket: u64,
+    /// Return addresses, innermost first, as link-time addresses (load bias removed).
+    pub stack: Vec<u64>,
+    /// Size in bytes of each object allocated here.
+    pub object_size: u64,
+    /// Sampled allocations and frees as of the last completed GC cycle.
+    pub allocs: u64,
+    pub frees: u64,
+}
+
+impl HeapRecord {
+    pub fn inuse_objects(&self) -> u64 {
+        self.allocs.saturating_sub(self.frees)
+    }
+
+    // Counts come from another process's memory: saturate rather than overflow on garbage.
+    pub fn alloc_bytes(&self) -> u64 {
+        self.allocs.saturating_mul(self.object_size)
+    }
+
+    pub fn inuse_bytes(&self) -> u64 {
+        self.inuse_objects().saturating_mul(self.object_size)
+    }
+}
+
+/// A snapshot of the heap profile.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeapProfile {
+    pub records: Vec<HeapRecord>,
+    /// `runtime.MemProfileRate` the samples were taken at (bytes); 1 means every allocation.
+    pub sample_rate: u64,
+    /// When the snapshot was taken, and over how long the tracing session had run by then.
+    pub time: SystemTime,
+    pub duration: Duration,
+}
 
 /// `runtime.bucket`: next, allnext, typ, hash, size, nstk; the stack follows, then the
 /// `memRecord`. The same 48 bytes from Go 1.19 to 1.27.
@@ -73,26 +113,26 @@ impl HeapReader {
     }
 
     /// The current `runtime.MemProfileRate`.
-    pub fn rate(&self, target: &Target) -> Result<u64> {
-        target.memory.read_u64(self.rate)
+    pub fn rate(&self, memory: &ProcessMemory) -> Result<u64> {
+        memory.read_u64(self.rate)
     }
 
     /// Sets `runtime.MemProfileRate`. The runtime reads it on every sampled allocation (and
     /// from Go 1.24 each mcache notices a change through `mcache.memProfRate`), so the new
     /// rate takes effect within an allocation or two per thread; nothing else changes.
-    pub fn set_rate(&self, target: &Target, rate: u64) -> Result<()> {
-        target.memory.write(self.rate, &rate.to_le_bytes())
+    pub fn set_rate(&self, memory: &ProcessMemory, rate: u64) -> Result<()> {
+        memory.write(self.rate, &rate.to_le_bytes())
     }
 
     /// Turns the sampler on at `wanted` (or Go's default) unless `read_only`, and says what
     /// it did.
     pub fn enable(
         &self,
-        target: &Target,
+        memory: &ProcessMemory,
         wanted: Option<u64>,
         read_only: bool,
     ) -> Result<SamplerState> {
-        let before = self.rate(target)?;
+        let before = self.rate(memory)?;
         let rate = match (read_only, wanted) {
             (true, _) => before,
             (false, Some(r)) => r,
@@ -100,7 +140,7 @@ impl HeapReader {
             (false, None) => before,
         };
         if rate != before {
-            self.set_rate(target, rate)?;
+            self.set_rate(memory, rate)?;
         }
         Ok(SamplerState {
             rate_at_attach: before,
@@ -110,9 +150,9 @@ impl HeapReader {
     }
 
     /// Puts the rate back as it was, if it is still what gotrace set.
-    pub fn restore(&self, target: &Target, state: &SamplerState) -> Result<()> {
-        if state.set_by_gotrace && self.rate(target)? == state.rate {
-            self.set_rate(target, state.rate_at_attach)?;
+    pub fn restore(&self, memory: &ProcessMemory, state: &SamplerState) -> Result<()> {
+        if state.set_by_gotrace && self.rate(memory)? == state.rate {
+            self.set_rate(memory, state.rate_at_attach)?;
         }
         Ok(())
     }

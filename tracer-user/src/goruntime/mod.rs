@@ -7,8 +7,6 @@ pub mod datasyms;
 pub mod finalizers;
 pub mod gcstats;
 pub mod heapprof;
-pub mod offsets;
-mod offsets_table;
 pub mod pools;
 pub mod sched;
 pub mod spans;
@@ -18,11 +16,11 @@ pub mod types;
 pub mod verify;
 
 /// Where `cargo xtask gen-offsets` writes the generated table.
-pub const OFFSETS_TABLE_SOURCE: &str = "tracer-user/src/goruntime/offsets_table.rs";
+pub const OFFSETS_TABLE_SOURCE: &str = "tracer-user/src/binary/offsets_table.rs";
 
 use tracer_common::ProbeConfig;
 
-pub use offsets::{Field, Offsets, OffsetsSource};
+pub use crate::binary::offsets::{Field, Offsets, OffsetsSource};
 
 use crate::{
     binary::{GoBinary, GoVersion},

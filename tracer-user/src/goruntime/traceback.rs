@@ -127,6 +127,15 @@ impl Tracebacks {
     }
 }
 
+/// Go's `showframe` for tracebacks: runtime internals are hidden, the runtime's exported
+/// functions (`runtime.Goexit`...) are shown.
+pub fn show_frame(function: &str) -> bool {
+    match function.strip_prefix("runtime.") {
+        Some(rest) => rest.starts_with(|c: char| c.is_ascii_uppercase()),
+        None => function.contains('.'),
+    }
+}
+
 /// The function a goroutine runs, named as the user wrote it. From Go 1.22, `go f(x)` starts
 /// the goroutine in a compiler-generated `gowrapN` closure that calls `f`: report `f`, the
 /// first function the wrapper calls outside the runtime.

@@ -17,14 +17,17 @@ pub struct GcObservation {
     pub stack_in_use: Option<u64>,
 }
 
-/// Keeps the first few thousand observations: enough for hours at one GC every few seconds.
-const MAX_OBSERVATIONS: usize = 10_000;
+/// Observations kept: the latest ones, hours at one GC every few seconds; older ones are
+/// dropped (and counted).
+const MAX_OBSERVATIONS: usize = 4096;
 
 #[derive(Clone, Debug, Default)]
 pub struct GcTimeline {
     pub at_attach: Option<GcSnapshot>,
     pub latest: Option<GcSnapshot>,
-    pub observations: Vec<GcObservation>,
+    pub observations: std::collections::VecDeque<GcObservation>,
+    /// Observations dropped to stay within [`MAX_OBSERVATIONS`].
+    pub dropped: u64,
 }
 
 impl GcTimeline {
@@ -35,8 +38,12 @@ impl GcTimeline {
         }
         let new_cycle = self.latest.is_none_or(|l| l.cycles != gc.cycles);
         self.latest = Some(gc);
-        if new_cycle && self.observations.len() < MAX_OBSERVATIONS {
-            self.observations.push(GcObservation {
+        if new_cycle {
+            if self.observations.len() == MAX_OBSERVATIONS {
+                self.observations.pop_front();
+                self.dropped += 1;
+            }
+            self.observations.push_back(GcObservation {
                 at_s,
                 gc,
                 goroutines: census.map(|c| c.all),

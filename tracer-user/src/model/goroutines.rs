@@ -1,8 +1,14 @@
-//! Goroutines created and exited while attached.
-
-use std::collections::HashMap;
+//! Goroutines created and exited while attached, seen by the (opt-in) goroutine probes.
 
 use tracer_common::GoroutineCreated;
+
+use super::capped::Capped;
+
+/// Goroutines followed from creation to exit (an exit event lost must not leak an entry), `go`
+/// statements, and parents counted.
+const MAX_LIVE: usize = 1 << 20;
+const MAX_SITES: usize = 4096;
+const MAX_PARENTS: usize = 1 << 16;
 
 /// Per `go` statement (by its PC).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -15,28 +21,40 @@ pub struct SiteStats {
     pub stack_id: i64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Goroutines {
     /// Goroutines created while attached and still running: goid → creation site PC.
-    live: HashMap<u64, u64>,
-    pub by_site: HashMap<u64, SiteStats>,
+    live: Capped<u64, u64>,
+    pub by_site: Capped<u64, SiteStats>,
     /// Goroutines created per parent goid.
-    pub by_parent: HashMap<u64, u64>,
+    pub by_parent: Capped<u64, u64>,
     pub created: u64,
     pub exited: u64,
+}
+
+impl Default for Goroutines {
+    fn default() -> Self {
+        Goroutines {
+            live: Capped::new(MAX_LIVE),
+            by_site: Capped::new(MAX_SITES),
+            by_parent: Capped::new(MAX_PARENTS),
+            created: 0,
+            exited: 0,
+        }
+    }
 }
 
 impl Goroutines {
     pub fn created(&mut self, e: &GoroutineCreated) {
         self.created += 1;
         self.live.insert(e.header.goid, e.gopc);
-        let site = self.by_site.entry(e.gopc).or_default();
+        let site = self.by_site.entry(e.gopc, SiteStats::default);
         site.created += 1;
         site.startpc = e.startpc;
         if site.stack_id < 0 || site.created == 1 {
             site.stack_id = e.stack_id;
         }
-        *self.by_parent.entry(e.parent_goid).or_default() += 1;
+        *self.by_parent.entry(e.parent_goid, || 0) += 1;
     }
 
     pub fn exited(&mut self, goid: u64) {
@@ -46,10 +64,5 @@ impl Goroutines {
                 s.exited += 1;
             }
         }
-    }
-
-    /// Goroutines created since attach that have not exited.
-    pub fn live_since_attach(&self) -> usize {
-        self.live.len()
     }
 }

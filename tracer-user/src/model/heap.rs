@@ -1,53 +1,11 @@
-//! The heap profile: what Go's own sampler recorded per allocation stack, read out of the
-//! target's memory (the runtime's profile buckets), as `runtime.MemProfile` would return it.
+//! What the heap profile says over time: how old each site's live sampled objects are, and
+//! Go's scaling of sampled counts.
 
-use std::{
-    collections::HashMap,
-    time::{Duration, SystemTime},
-};
+use std::collections::HashMap;
+
+use crate::goruntime::heapprof::{HeapProfile, HeapRecord};
 
 use serde::Serialize;
-
-/// One allocation site: a stack and an object size (Go keeps one bucket per stack and size).
-/// Counts are sampled and unscaled, exactly as the runtime holds them.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HeapRecord {
-    /// Address of the runtime's bucket: the key that joins object ages to this record.
-    pub bucket: u64,
-    /// Return addresses, innermost first, as link-time addresses (load bias removed).
-    pub stack: Vec<u64>,
-    /// Size in bytes of each object allocated here.
-    pub object_size: u64,
-    /// Sampled allocations and frees as of the last completed GC cycle.
-    pub allocs: u64,
-    pub frees: u64,
-}
-
-impl HeapRecord {
-    pub fn inuse_objects(&self) -> u64 {
-        self.allocs.saturating_sub(self.frees)
-    }
-
-    // Counts come from another process's memory: saturate rather than overflow on garbage.
-    pub fn alloc_bytes(&self) -> u64 {
-        self.allocs.saturating_mul(self.object_size)
-    }
-
-    pub fn inuse_bytes(&self) -> u64 {
-        self.inuse_objects().saturating_mul(self.object_size)
-    }
-}
-
-/// A snapshot of the heap profile.
-#[derive(Clone, Debug, PartialEq)]
-pub struct HeapProfile {
-    pub records: Vec<HeapRecord>,
-    /// `runtime.MemProfileRate` the samples were taken at (bytes); 1 means every allocation.
-    pub sample_rate: u64,
-    /// When the snapshot was taken, and over how long the tracing session had run by then.
-    pub time: SystemTime,
-    pub duration: Duration,
-}
 
 /// How many GC cycles the live sampled objects of one site have survived.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -125,6 +83,33 @@ impl AgeTracker {
     pub fn tracked(&self) -> usize {
         self.objects.len()
     }
+}
+
+/// One record of a heap profile with its counts scaled as `go tool pprof` shows them: the one
+/// place the report, the pprof file, the flamegraphs and the heap series take values from.
+#[derive(Clone, Copy, Debug)]
+pub struct Scaled<'p> {
+    pub record: &'p HeapRecord,
+    pub inuse_objects: u64,
+    pub inuse_bytes: u64,
+    pub alloc_objects: u64,
+    pub alloc_bytes: u64,
+}
+
+/// Every record of `profile`, scaled by its sample rate.
+pub fn scaled(profile: &HeapProfile) -> impl Iterator<Item = Scaled<'_>> {
+    profile.records.iter().map(move |r| {
+        let (inuse_objects, inuse_bytes) =
+            scale(r.inuse_objects(), r.object_size, profile.sample_rate);
+        let (alloc_objects, alloc_bytes) = scale(r.allocs, r.object_size, profile.sample_rate);
+        Scaled {
+            record: r,
+            inuse_objects,
+            inuse_bytes,
+            alloc_objects,
+            alloc_bytes,
+        }
+    })
 }
 
 /// Go's `scaleHeapSample` (runtime/pprof): an estimate of the true count and bytes from a

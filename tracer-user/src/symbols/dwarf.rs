@@ -7,7 +7,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use addr2line::gimli::{self, EndianArcSlice, LittleEndian};
 
-use crate::goruntime::offsets::load_dwarf_sections;
+use crate::binary::offsets::load_dwarf_sections;
 
 type Reader = EndianArcSlice<LittleEndian>;
 

@@ -24,7 +24,7 @@ pub struct Target {
     pub exe: String,
     /// What to open and attach to: `/proc/PID/exe` reaches the very inode the process runs.
     pub exe_handle: PathBuf,
-    pub binary: GoBinary,
+    pub binary: std::sync::Arc<GoBinary>,
     /// Runtime address minus link-time address of the executable's code (non-zero for PIE).
     pub load_bias: u64,
     pub memory: ProcessMemory,
@@ -82,7 +82,7 @@ impl Target {
             pid,
             exe,
             exe_handle,
-            binary,
+            binary: binary.into(),
             load_bias,
             memory: ProcessMemory::new(pid),
         })

@@ -1,6 +1,6 @@
 //! The live summary line printed every tick.
 
-use crate::session::Summary;
+use crate::{session::Summary, units::human_bytes};
 
 /// `  12s │ goroutines 1031 │ goroutine-create 120/s  goroutine-exit 118/s ... │ lost 0`
 pub fn format(s: &Summary) -> String {
@@ -40,21 +40,6 @@ fn human_rate(r: f64) -> String {
         format!("{r:.0}")
     } else {
         format!("{r:.1}")
-    }
-}
-
-pub fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[i])
     }
 }
 

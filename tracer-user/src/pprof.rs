@@ -14,7 +14,6 @@
 use std::{
     collections::HashMap,
     io::{Read, Write},
-    path::Path,
     time::{Duration, SystemTime},
 };
 
@@ -23,7 +22,8 @@ use prost::Message;
 use crate::{
     binary::GoBinary,
     error::{Error, Result},
-    model::heap::{self, HeapProfile},
+    goruntime::heapprof::HeapProfile,
+    model::heap,
     symbols::Frame,
 };
 
@@ -36,9 +36,6 @@ pub mod proto {
 /// Frames of a link-time code address, innermost first (inlined calls are frames of their
 /// own); empty when the address is unknown.
 pub type Symbolize<'a> = dyn Fn(u64) -> Vec<Frame> + 'a;
-
-/// The file name Go and gotrace give heap profiles.
-pub const HEAP_FILE: &str = "heap.pb.gz";
 
 /// The sample types of Go's heap profile (`runtime/pprof.writeHeapProto`), in its order.
 pub const HEAP_SAMPLE_TYPES: [ValueType<'static>; 4] = [
@@ -487,17 +484,20 @@ pub fn heap_profile(heap: &HeapProfile, exe: &Executable<'_>) -> Result<proto::P
     )
     .time(heap.time, heap.duration)
     .default_sample_type("inuse_space")?;
-    for r in &heap.records {
-        let (alloc_objects, alloc_bytes) = heap::scale(r.allocs, r.object_size, heap.sample_rate);
-        let (inuse_objects, inuse_bytes) =
-            heap::scale(r.inuse_objects(), r.object_size, heap.sample_rate);
-        let values = [alloc_objects, alloc_bytes, inuse_objects, inuse_bytes].map(saturating_i64);
+    for s in heap::scaled(heap) {
+        let values = [
+            s.alloc_objects,
+            s.alloc_bytes,
+            s.inuse_objects,
+            s.inuse_bytes,
+        ]
+        .map(saturating_i64);
         let label = NumLabel {
             key: "bytes",
-            value: saturating_i64(r.object_size),
+            value: saturating_i64(s.record.object_size),
             unit: None,
         };
-        b.add_go_stack(&r.stack, true, &values, &[label])?;
+        b.add_go_stack(&s.record.stack, true, &values, &[label])?;
     }
     Ok(b.finish())
 }
@@ -525,16 +525,10 @@ pub fn decode(bytes: &[u8]) -> Result<proto::Profile> {
         .map_err(|e| Error::Export(format!("not a pprof profile: {e}")))
 }
 
-/// Writes the gzipped profile to `path`, replacing any previous file atomically.
-pub fn write(profile: &proto::Profile, path: &Path) -> Result<()> {
-    let bytes = gzip(profile)?;
-    super::flamegraph::replace_file(path, |w| w.write_all(&bytes))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::heap::HeapRecord;
+    use crate::goruntime::heapprof::HeapRecord;
 
     fn frame(function: &str, file: &str, line: u32) -> Frame {
         let mut f = Frame::unknown(0);

@@ -1,25 +1,40 @@
-//! `report.json`: the machine-readable result of a session. Its schema is documented in the
-//! README ("report.json"); names here are stable, later features only add fields.
+//! The report: the machine-readable result of a session (`report.json`). Its schema is
+//! documented in the README ("report.json"); names here are stable, later features only add
+//! fields.
 
-use std::{path::Path, time::Duration};
+use std::time::Duration;
 
 use serde::Serialize;
 use tracer_common::ProbeKind;
 
+use super::Parts;
 use crate::{
-    detect::{goroutine_leak::GoroutineAges, Finding},
-    error::{Error, Result},
-    goruntime::{gcstats::GcSnapshot, heapprof::SamplerState, traceback, OffsetsSource},
+    detect::Finding,
+    goruntime::{
+        gcstats::GcSnapshot,
+        heapprof::SamplerState,
+        traceback::{self, show_frame},
+        OffsetsSource,
+    },
     model::{
+        finalizers::SetFinalizerSite,
         gc::GcObservation,
+        goroutine_sites::GoroutineAges,
         heap::{self, AgeHistogram},
     },
-    session::{Session, SetFinalizerSite, StopReason},
     symbols::{Frame, Symbolizer},
     target::TargetInfo,
 };
 
-pub const REPORT_FILE: &str = "report.json";
+/// Why a session ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StopReason {
+    /// Ctrl-C, SIGTERM, or the caller's stop future.
+    Stopped,
+    Duration,
+    TargetExited,
+}
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -86,7 +101,8 @@ pub struct SessionInfo {
     pub duration_s: f64,
     /// From the command start to every probe attached.
     pub attach_ms: f64,
-    pub end_reason: StopReason,
+    /// Why the session ended (null: a snapshot taken while it runs).
+    pub end_reason: Option<StopReason>,
     pub probes: Vec<ProbeReport>,
     pub offsets_source: OffsetsSource,
 }
@@ -174,13 +190,14 @@ pub struct ChannelReport {
 }
 
 impl Report {
-    /// Builds the report of a session that has finished running.
-    pub fn build(session: &Session, reason: StopReason) -> Report {
-        let target = &session.target;
-        let sym = Symbolizer::new(&target.binary);
+    /// The report of a session, as of now.
+    pub(crate) fn build(p: &Parts<'_>) -> Report {
+        let att = p.att;
+        let target = &att.target;
+        let sym = &att.symbols;
         let bias = target.load_bias;
-        let model = &session.model;
-        let hits = |k| session.hits(k);
+        let model = p.model;
+        let hits = |k| att.hits(k);
 
         let mut created_by_site: Vec<GoSite> = model
             .goroutines
@@ -188,12 +205,12 @@ impl Report {
             .iter()
             .map(|(pc, s)| GoSite {
                 site: sym.caller_frame(pc.wrapping_sub(bias)),
-                creation_stack: session
+                creation_stack: att
                     .user_stack(s.stack_id)
                     .unwrap_or_default()
                     .into_iter()
                     .flat_map(|pc| sym.caller_frames(pc.wrapping_sub(bias)))
-                    .filter(|f| crate::dump::show_frame(&f.function))
+                    .filter(|f| show_frame(&f.function))
                     .collect(),
                 function: traceback::goroutine_function(
                     &target.binary,
@@ -224,60 +241,61 @@ impl Report {
             .collect();
         channels.sort_by_key(|c| std::cmp::Reverse(c.sends));
 
-        let finalizers = session.finalizer_sites(&sym);
-
-        let live_at_end = session.live_goroutines().map(|n| n.max(0) as u64);
+        let finalizers =
+            model
+                .finalizer_sites
+                .named(&target.binary, &att.runtime.offsets, bias, sym);
 
         Report {
             gotrace_version: env!("CARGO_PKG_VERSION"),
             target: target.info(),
             session: SessionInfo {
-                started_at: humantime::format_rfc3339_seconds(session.started_wall).to_string(),
-                duration_s: round3(session.started.elapsed()),
-                attach_ms: session.attach_time.as_secs_f64() * 1e3,
-                end_reason: reason,
-                probes: session
+                started_at: humantime::format_rfc3339_seconds(p.started_wall).to_string(),
+                duration_s: round3(p.elapsed),
+                attach_ms: att.attach_time.as_secs_f64() * 1e3,
+                end_reason: p.reason,
+                probes: att
                     .enabled_probes()
-                    .map(|p| ProbeReport {
-                        name: p.name,
-                        sites: p.sites.len(),
-                        hits: hits(p.kind),
+                    .map(|probe| ProbeReport {
+                        name: probe.name,
+                        sites: probe.sites.len(),
+                        hits: hits(probe.kind),
                     })
                     .collect(),
-                offsets_source: session.runtime.offsets.source.clone(),
+                offsets_source: att.runtime.offsets.source.clone(),
             },
             counters: Counters {
-                goroutines_created: session.goroutines_created().unwrap_or(0),
-                goroutines_exited: session.goroutines_exited().unwrap_or(0),
+                goroutines_created: p.goroutines_created().unwrap_or(0),
+                goroutines_exited: p.goroutines_exited().unwrap_or(0),
                 chan_sends: hits(ProbeKind::ChanSend),
                 chans_made: hits(ProbeKind::ChanMake),
                 finalizers_set: hits(ProbeKind::SetFinalizer),
                 alloc_samples: hits(ProbeKind::AllocSample),
                 mallocs: hits(ProbeKind::Malloc),
-                events_lost: session.events_lost(),
+                events_lost: att.events_lost(),
             },
-            findings: session.findings.clone(),
-            heap: heap_report(session, &sym),
+            findings: p.findings.to_vec(),
+            heap: heap_report(p, sym),
             gc: {
-                let (cycles, forced) = session.gc.cycles_since_attach();
+                let (cycles, forced) = model.gc.cycles_since_attach();
                 GcReport {
                     cycles,
                     forced,
                     automatic: cycles - forced.min(cycles),
-                    at_attach: session.gc.at_attach,
-                    at_end: session.gc.latest,
-                    per_cycle: session.gc.observations.clone(),
+                    at_attach: model.gc.at_attach,
+                    at_end: model.gc.latest,
+                    per_cycle: model.gc.observations.iter().cloned().collect(),
                 }
             },
             goroutines: GoroutineReport {
-                tree: goroutine_tree(session, &sym),
-                stack_in_use_at_start: session.live_at_start.map(|c| c.stack_bytes),
-                stack_in_use_at_end: session.census.map(|c| c.stack_bytes),
-                live_at_start: session.live_at_start.map(|c| c.all),
-                live_at_end,
+                tree: goroutine_tree(p.goroutines, sym),
+                stack_in_use_at_start: model.census_at_start.map(|c| c.stack_bytes),
+                stack_in_use_at_end: model.census.map(|c| c.stack_bytes),
+                live_at_start: model.census_at_start.map(|c| c.all),
+                live_at_end: p.live_goroutines().map(|n| n.max(0) as u64),
                 created_by_site,
-                live_by_site: session
-                    .leaks
+                live_by_site: model
+                    .goroutine_sites
                     .live_by_site()
                     .into_iter()
                     .take(20)
@@ -298,25 +316,10 @@ impl Report {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("the report serialises")
     }
-
-    /// Writes `report.json` into `dir` (created if needed) through a temporary file, so a reader
-    /// never sees half a report.
-    pub fn write(&self, dir: &Path) -> Result<()> {
-        let err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| Error::Output { path, source }
-        };
-        std::fs::create_dir_all(dir).map_err(err(dir))?;
-        let path = dir.join(REPORT_FILE);
-        let tmp = dir.join(format!(".{REPORT_FILE}.tmp"));
-        std::fs::write(&tmp, self.to_json() + "\n").map_err(err(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(err(&path))
-    }
 }
 
 /// Folds the parent links of the live goroutines into creation-site edges.
-fn goroutine_tree(session: &Session, sym: &Symbolizer) -> Vec<TreeEdge> {
-    let gs = session.goroutines();
+fn goroutine_tree(gs: &[crate::goruntime::allgs::GSnapshot], sym: &Symbolizer) -> Vec<TreeEdge> {
     let site_of: std::collections::HashMap<u64, u64> = gs
         .iter()
         .filter(|g| g.is_live() && g.gopc != 0)
@@ -349,10 +352,11 @@ fn goroutine_tree(session: &Session, sym: &Symbolizer) -> Vec<TreeEdge> {
 }
 
 /// Top sites and totals of the session's last heap profile.
-fn heap_report(session: &Session, sym: &Symbolizer) -> HeapReport {
+fn heap_report(p: &Parts<'_>, sym: &Symbolizer) -> HeapReport {
+    let sampler = p.att.sampler();
     let mut report = HeapReport {
-        sampler: session.sampler.clone(),
-        unavailable: session.heap_unavailable.clone(),
+        sampler: sampler.state().cloned(),
+        unavailable: sampler.unavailable().map(str::to_string),
         profile: None,
         inuse_bytes: 0,
         inuse_objects: 0,
@@ -360,32 +364,26 @@ fn heap_report(session: &Session, sym: &Symbolizer) -> HeapReport {
         alloc_objects: 0,
         top: Vec::new(),
     };
-    let Some(profile) = &session.heap else {
+    let Some(profile) = &p.model.heap else {
         return report;
     };
-    let ages = session.ages.by_bucket();
-    let mut sites: Vec<HeapSite> = profile
-        .records
-        .iter()
-        .map(|r| {
-            let (inuse_objects, inuse_bytes) =
-                heap::scale(r.inuse_objects(), r.object_size, profile.sample_rate);
-            let (alloc_objects, alloc_bytes) =
-                heap::scale(r.allocs, r.object_size, profile.sample_rate);
+    let ages = p.model.ages.by_bucket();
+    let mut sites: Vec<HeapSite> = heap::scaled(profile)
+        .map(|s| {
+            let r = s.record;
             let stack: Vec<Frame> = r
                 .stack
                 .iter()
                 .flat_map(|pc| sym.caller_frames(*pc))
                 .collect();
-            let site = crate::detect::site_of(&stack);
             HeapSite {
-                site,
+                site: crate::detect::site_of(&stack),
                 stack,
                 object_size: r.object_size,
-                inuse_bytes,
-                inuse_objects,
-                alloc_bytes,
-                alloc_objects,
+                inuse_bytes: s.inuse_bytes,
+                inuse_objects: s.inuse_objects,
+                alloc_bytes: s.alloc_bytes,
+                alloc_objects: s.alloc_objects,
                 age: ages.get(&r.bucket).cloned(),
             }
         })

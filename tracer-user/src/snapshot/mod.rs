@@ -1,0 +1,136 @@
+//! The fifth stage: a snapshot — the report, the findings and the profiles, owned and
+//! serialisable, taken at any moment while a session runs (the live views) or once it has
+//! ended (`attach`, `check` and `record` all end by writing one through [`crate::export`]).
+
+pub mod report;
+
+use std::time::{Duration, SystemTime};
+
+use tracer_common::ProbeKind;
+
+pub use report::{Report, StopReason};
+
+use crate::{
+    attach::Attachment,
+    detect::Finding,
+    error::Result,
+    goruntime::allgs::GSnapshot,
+    model::Model,
+    pprof::{self, proto, Executable, Mapping},
+};
+
+/// What a snapshot is taken from: the session's parts, borrowed.
+pub(crate) struct Parts<'a> {
+    pub att: &'a Attachment,
+    pub model: &'a Model,
+    pub findings: &'a [Finding],
+    /// Every goroutine at the latest look.
+    pub goroutines: &'a [GSnapshot],
+    pub started_wall: SystemTime,
+    pub elapsed: Duration,
+    pub reason: Option<StopReason>,
+}
+
+impl Parts<'_> {
+    fn probed(&self, kind: ProbeKind) -> bool {
+        self.att.enabled_probes().any(|p| p.kind == kind)
+    }
+
+    /// Goroutines started while attached: counted by the probes when they are placed, else
+    /// from the runtime's goroutine-id generator.
+    pub fn goroutines_created(&self) -> Option<u64> {
+        if self.probed(ProbeKind::GoroutineCreate) {
+            return Some(self.att.hits(ProbeKind::GoroutineCreate));
+        }
+        Some(
+            self.model
+                .goids?
+                .saturating_sub(self.model.goids_at_attach?),
+        )
+    }
+
+    /// Goroutines that finished while attached: by the probes, else started minus the growth
+    /// of the live count.
+    pub fn goroutines_exited(&self) -> Option<u64> {
+        if self.probed(ProbeKind::GoroutineExit) {
+            return Some(self.att.hits(ProbeKind::GoroutineExit));
+        }
+        let grown = self.model.census?.all as i64 - self.model.census_at_start?.all as i64;
+        Some((self.goroutines_created()? as i64 - grown).max(0) as u64)
+    }
+
+    /// Goroutines alive now: the latest census, else the census at attach plus what was
+    /// created minus what exited.
+    pub fn live_goroutines(&self) -> Option<i64> {
+        if let Some(c) = self.model.census {
+            return Some(c.all as i64);
+        }
+        let start = self.model.census_at_start?;
+        Some(
+            start.all as i64 + self.att.hits(ProbeKind::GoroutineCreate) as i64
+                - self.att.hits(ProbeKind::GoroutineExit) as i64,
+        )
+    }
+}
+
+/// A session's results at one moment.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub report: Report,
+    /// Go's heap profile as of the last GC cycle (`None`: no profile could be read).
+    pub heap: Option<proto::Profile>,
+    /// Go's goroutine profile (`goroutine/count` per stack) of the user goroutines.
+    pub goroutines: Option<proto::Profile>,
+    /// One line saying what the profiles are of, for flamegraph titles.
+    pub subtitle: String,
+}
+
+impl Snapshot {
+    pub(crate) fn take(
+        parts: &Parts<'_>,
+        goroutine_stacks: Option<&[(Vec<u64>, u64)]>,
+    ) -> Result<Snapshot> {
+        let att = parts.att;
+        let binary = &att.target.binary;
+        let bias = att.target.load_bias;
+        let symbolize = |pc: u64| att.symbols.frames(pc);
+        let exe = Executable {
+            symbolize: &symbolize,
+            load_bias: bias,
+            mapping: Mapping::main_executable(binary, bias),
+        };
+        let heap = match &parts.model.heap {
+            Some(h) => Some(pprof::heap_profile(h, &exe)?),
+            None => None,
+        };
+        let goroutines = match goroutine_stacks {
+            Some(stacks) => {
+                let count = pprof::ValueType::new("goroutine", "count");
+                let mut b = pprof::ProfileBuilder::new(&exe, &[count]);
+                b.period(count, 1).time(parts.started_wall, parts.elapsed);
+                for (stack, n) in stacks {
+                    b.add_go_stack(stack, false, &[i64::try_from(*n).unwrap_or(i64::MAX)], &[])?;
+                }
+                Some(b.finish())
+            }
+            None => None,
+        };
+        let mut report = Report::build(parts);
+        if heap.is_some() {
+            report.heap.profile = Some(crate::export::HEAP_PPROF.to_string());
+        }
+        let rate = parts.model.heap.as_ref().map_or(0, |h| h.sample_rate);
+        Ok(Snapshot {
+            report,
+            heap,
+            goroutines,
+            subtitle: format!(
+                "pid {} ({}), {:.0} s after attach, sampled every {} KiB",
+                att.target.pid,
+                binary.buildinfo.version_string,
+                parts.elapsed.as_secs_f64(),
+                rate / 1024
+            ),
+        })
+    }
+}

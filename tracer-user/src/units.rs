@@ -1,0 +1,40 @@
+//! Byte sizes as people write and read them (`512KiB`, `1.5 MiB`), through `bytesize`.
+
+use bytesize::ByteSize;
+
+/// Bytes with an optional unit: 524288, 512KiB, 64 MiB, 1GiB (IEC units are powers of 1024,
+/// SI units such as `MB` powers of 1000).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let size: ByteSize = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size in bytes (e.g. 524288, 512KiB, 64MiB)"))?;
+    // bytesize saturates on overflow: a size that large is a typo, not a limit.
+    if size.0 == u64::MAX {
+        return Err(format!("{s:?} is too large"));
+    }
+    Ok(size.0)
+}
+
+/// `1.5 MiB`, `512 B`.
+pub fn human_bytes(b: u64) -> String {
+    ByteSize(b).display().iec().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_round_trip() {
+        assert_eq!(parse_size("524288"), Ok(524288));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("64 MiB"), Ok(64 << 20));
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("99999999999999999999GiB").is_err());
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(3 << 20), "3.0 MiB");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+    }
+}
