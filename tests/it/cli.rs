@@ -159,6 +159,21 @@ fn help_shows_examples() -> Result<()> {
     Ok(())
 }
 
+/// The keys of a report, two levels deep: what a reader of report.json relies on.
+fn shape(v: &Value) -> Vec<String> {
+    let mut keys = Vec::new();
+    if let Some(o) = v.as_object() {
+        for (k, inner) in o {
+            keys.push(k.clone());
+            if let Some(io) = inner.as_object() {
+                keys.extend(io.keys().map(|ik| format!("{k}.{ik}")));
+            }
+        }
+    }
+    keys.sort();
+    keys
+}
+
 fn tempdir(tag: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("gotrace-cli-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -338,6 +353,33 @@ fn heap_files_and_record() -> Result<()> {
         .output()?;
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(pprof_top(&recorded)?.contains("heapwork.retainBig"));
+
+    // check: the same snapshot through the same writer, so the same files and report fields.
+    let checked = tempdir("heapfiles-check");
+    let o = Command::new(gotrace_bin())
+        .args([
+            "check",
+            "--pid",
+            &target.pid().to_string(),
+            "--duration",
+            "1s",
+        ])
+        .args(["--fail-on", "none", "--out"])
+        .arg(&checked)
+        .output()?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let files = |dir: &std::path::Path| -> Result<Vec<String>> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)?
+            .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+            .collect::<Result<_>>()?;
+        v.retain(|f| f != "recorded.pb.gz");
+        v.sort();
+        Ok(v)
+    };
+    assert_eq!(files(&out)?, files(&checked)?);
+    let check_report = read_report(&checked)?;
+    assert_eq!(shape(&report), shape(&check_report));
+    assert_eq!(check_report["heap"]["profile"], "heap.pb.gz");
     target.send("exit")?;
     target.wait(Duration::from_secs(30))?;
     lock.assert_nothing_loaded()

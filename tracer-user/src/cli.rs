@@ -69,9 +69,6 @@ only enforce the thresholds). The report and profiles are written to --out as wi
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
-    #[command(flatten)]
-    pub detect: DetectConfig,
-
     /// Trace this running process instead of starting a command.
     #[arg(long, conflicts_with = "command")]
     pub pid: Option<u32>,
@@ -101,6 +98,9 @@ pub struct CheckArgs {
     /// The command to start and trace (after `--`).
     #[arg(last = true, value_name = "CMD ARGS")]
     pub command: Vec<String>,
+
+    #[command(flatten)]
+    pub detect: DetectConfig,
 }
 
 const RECORD_EXAMPLES: &str = "\
@@ -208,9 +208,6 @@ pub struct HeapArgs {
 
 #[derive(Args, Debug)]
 pub struct AttachArgs {
-    #[command(flatten)]
-    pub detect: DetectConfig,
-
     /// Process id of the Go program.
     pub pid: u32,
 
@@ -271,6 +268,9 @@ pub struct AttachArgs {
     /// Seconds between live summary lines.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub interval: Duration,
+
+    #[command(flatten)]
+    pub detect: DetectConfig,
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {

@@ -16,12 +16,13 @@ use crate::{model::capped::Capped, observe::Look, symbols::Frame};
 pub const PATTERN: &str = "cgo-malloc-leak";
 
 #[derive(Clone, Debug, clap::Args)]
+#[group(skip)]
 pub struct Config {
     /// Looks (ticks) a stack must be followed before a verdict.
     #[arg(skip = 5usize)]
     pub min_looks: usize,
     /// cgo-malloc-leak: growth of a stack's outstanding C bytes that counts.
-    #[arg(long = "cgo-growth", value_name = "SIZE", default_value = "1MiB", value_parser = crate::units::parse_size)]
+    #[arg(id = "cgo-growth", long = "cgo-growth", value_name = "SIZE", default_value = "1MiB", value_parser = crate::units::parse_size)]
     pub min_growth_bytes: u64,
     /// Fraction of steps allowed to go down.
     #[arg(skip = 0.25)]

@@ -12,9 +12,15 @@ use crate::{goruntime::channels::ChanState, model::capped::Capped, observe::Look
 pub const PATTERN: &str = "chan-backlog";
 
 #[derive(Clone, Debug, clap::Args)]
+#[group(skip)]
 pub struct Config {
     /// chan-backlog: consecutive looks a channel must stay full (with producers blocked).
-    #[arg(long = "chan-full-looks", value_name = "N", default_value_t = 3)]
+    #[arg(
+        id = "chan-full-looks",
+        long = "chan-full-looks",
+        value_name = "N",
+        default_value_t = 3
+    )]
     pub full_looks: usize,
     /// Or filling at every one of this many consecutive looks ...
     #[arg(skip = 5usize)]

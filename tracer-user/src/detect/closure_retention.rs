@@ -11,9 +11,10 @@ use crate::goruntime::traceback::goroutine_function;
 pub const PATTERN: &str = "closure-retention";
 
 #[derive(Clone, Debug, clap::Args)]
+#[group(skip)]
 pub struct Config {
     /// closure-retention: bytes a closure must keep alive.
-    #[arg(long = "retained", value_name = "SIZE", default_value = "1MiB", value_parser = crate::units::parse_size)]
+    #[arg(id = "retained", long = "retained", value_name = "SIZE", default_value = "1MiB", value_parser = crate::units::parse_size)]
     pub min_bytes: u64,
     /// GC cycles the oldest retained object must have survived.
     #[arg(skip = 3u32)]

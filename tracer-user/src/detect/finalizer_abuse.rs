@@ -25,9 +25,10 @@ use crate::{
 pub const PATTERN: &str = "finalizer-abuse";
 
 #[derive(Clone, Debug, clap::Args)]
+#[group(skip)]
 pub struct Config {
     /// finalizer-abuse: time the finalizer goroutine may spend in one finalizer.
-    #[arg(long = "finalizer-stuck", value_name = "DUR", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(id = "finalizer-stuck", long = "finalizer-stuck", value_name = "DUR", default_value = "5s", value_parser = humantime::parse_duration)]
     pub stuck: std::time::Duration,
     /// The queue must hold at least this many finalizers ...
     #[arg(skip = 1000u64)]

@@ -17,18 +17,24 @@ use crate::goruntime::traceback::goroutine_function;
 pub const PATTERN: &str = "goroutine-leak";
 
 #[derive(Clone, Debug, clap::Args)]
+#[group(skip)]
 pub struct Config {
     /// Observe a site this long before judging its growth ...
     #[arg(skip = 10.0)]
     pub min_window_s: f64,
     /// goroutine-leak: growth of a creation site's live goroutines that counts.
-    #[arg(long = "goroutine-growth", value_name = "N", default_value_t = 10)]
+    #[arg(
+        id = "goroutine-growth",
+        long = "goroutine-growth",
+        value_name = "N",
+        default_value_t = 10
+    )]
     pub min_growth: u64,
     /// ... at this rate or more (least-squares slope over the window).
     #[arg(skip = 0.2)]
     pub min_rate: f64,
     /// goroutine-leak: report goroutines blocked longer than this even without growth.
-    #[arg(long = "block-threshold", value_name = "DUR", default_value = "10m", value_parser = humantime::parse_duration)]
+    #[arg(id = "block-threshold", long = "block-threshold", value_name = "DUR", default_value = "10m", value_parser = humantime::parse_duration)]
     pub block_threshold: std::time::Duration,
     /// Blocked on a nil channel this long: reported (it can never wake up).
     #[arg(skip = 10.0)]

@@ -14,9 +14,10 @@ use super::{
 pub const PATTERN: &str = "heap-growth";
 
 #[derive(Clone, Debug, clap::Args)]
+#[group(skip)]
 pub struct Config {
     /// heap-growth: growth of a site's bytes in use that counts.
-    #[arg(long = "heap-growth", value_name = "SIZE", default_value = "1MiB", value_parser = crate::units::parse_size)]
+    #[arg(id = "heap-growth", long = "heap-growth", value_name = "SIZE", default_value = "1MiB", value_parser = crate::units::parse_size)]
     pub min_growth_bytes: u64,
 }
 

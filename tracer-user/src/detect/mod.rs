@@ -208,3 +208,31 @@ pub fn goroutine_stack(pcs: &[u64], sym: &Symbolizer) -> Vec<Frame> {
         .filter(|f| show_frame(&f.function))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_define_the_defaults() {
+        use clap::Args;
+        DetectConfig::augment_args(clap::Command::new("gotrace")).debug_assert();
+        let c = DetectConfig::default();
+        assert!(c.disable.is_empty());
+        assert_eq!(c.goroutine_leak.min_growth, 10);
+        assert_eq!(
+            c.goroutine_leak.block_threshold,
+            std::time::Duration::from_secs(600)
+        );
+        assert_eq!(c.heap_growth.min_growth_bytes, 1 << 20);
+        assert_eq!(c.finalizer_abuse.stuck, std::time::Duration::from_secs(5));
+        assert_eq!(c.chan_backlog.rising_looks, 5);
+        assert_eq!(build(&c).len(), PATTERNS.len());
+        let some_off = DetectConfig {
+            disable: vec!["heap-growth".into()],
+            ..c
+        };
+        assert_eq!(build(&some_off).len(), PATTERNS.len() - 1);
+        assert!(parse_pattern("heap-grwoth").is_err());
+    }
+}

@@ -11,9 +11,10 @@ use crate::symbols::Frame;
 pub const PATTERN: &str = "syncmap-growth";
 
 #[derive(Clone, Debug, clap::Args)]
+#[group(skip)]
 pub struct Config {
     /// syncmap-growth: growth of the bytes a sync.Map's entries hold that counts.
-    #[arg(long = "syncmap-growth", value_name = "SIZE", default_value = "1MiB", value_parser = crate::units::parse_size)]
+    #[arg(id = "syncmap-growth", long = "syncmap-growth", value_name = "SIZE", default_value = "1MiB", value_parser = crate::units::parse_size)]
     pub min_growth_bytes: u64,
 }
 

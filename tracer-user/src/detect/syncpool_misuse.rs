@@ -20,16 +20,22 @@ use crate::{goruntime::pools::PoolContents, observe::Look, symbols::Frame};
 pub const PATTERN: &str = "syncpool-misuse";
 
 #[derive(Clone, Debug, clap::Args)]
+#[group(skip)]
 pub struct Config {
     /// syncpool-misuse: new objects per GC cycle through sync.Pool.Get that count.
-    #[arg(long = "pool-new-per-cycle", value_name = "N", default_value_t = 256)]
+    #[arg(
+        id = "pool-new-per-cycle",
+        long = "pool-new-per-cycle",
+        value_name = "N",
+        default_value_t = 256
+    )]
     pub min_new_per_cycle: u64,
     /// GC cycles observed before a verdict.
     #[arg(skip = 3u32)]
     pub min_cycles: u32,
     /// syncpool-misuse: bytes a pooled object must hold (with what it points to) to be
     /// oversized, when a pool keeps one look after look.
-    #[arg(long = "pool-oversized", value_name = "SIZE", default_value = "1MiB", value_parser = crate::units::parse_size)]
+    #[arg(id = "pool-oversized", long = "pool-oversized", value_name = "SIZE", default_value = "1MiB", value_parser = crate::units::parse_size)]
     pub oversized_bytes: u64,
     /// ... when the pool holds one at this many consecutive looks.
     #[arg(skip = 3usize)]

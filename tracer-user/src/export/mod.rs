@@ -15,7 +15,7 @@ use crate::{
     snapshot::Snapshot,
 };
 
-pub use crate::snapshot::Report;
+pub use crate::snapshot::{Report, HEAP_PPROF};
 
 /// One file of a session's results.
 pub trait Output: Sync {
@@ -27,7 +27,6 @@ pub trait Output: Sync {
 }
 
 pub const REPORT_JSON: &str = "report.json";
-pub const HEAP_PPROF: &str = "heap.pb.gz";
 pub const GOROUTINE_PPROF: &str = "goroutine.pb.gz";
 
 struct ReportJson;

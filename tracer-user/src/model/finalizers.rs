@@ -47,6 +47,14 @@ impl FinalizerSites {
         site.obj_type = obj_type;
     }
 
+    pub fn followed(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn evicted(&self) -> u64 {
+        self.0.evicted()
+    }
+
     /// The call sites, busiest first, with the type of the objects each one finalizes.
     pub fn named(
         &self,

@@ -181,6 +181,11 @@ impl GoroutineSites {
         self.wait_reasons.get(&code).map_or("", String::as_str)
     }
 
+    /// Sites followed now.
+    pub fn followed(&self) -> usize {
+        self.sites.len()
+    }
+
     /// Sites evicted to stay within [`MAX_SITES`].
     pub fn evicted(&self) -> u64 {
         self.sites.evicted()

@@ -6,7 +6,7 @@ use super::capped::Capped;
 
 /// Goroutines followed from creation to exit (an exit event lost must not leak an entry), `go`
 /// statements, and parents counted.
-const MAX_LIVE: usize = 1 << 20;
+const MAX_LIVE: usize = 1 << 18;
 const MAX_SITES: usize = 4096;
 const MAX_PARENTS: usize = 1 << 16;
 
@@ -55,6 +55,15 @@ impl Goroutines {
             site.stack_id = e.stack_id;
         }
         *self.by_parent.entry(e.parent_goid, || 0) += 1;
+    }
+
+    /// Entries of its tables, and entries evicted from them.
+    pub fn followed(&self) -> usize {
+        self.live.len() + self.by_site.len() + self.by_parent.len()
+    }
+
+    pub fn evicted(&self) -> u64 {
+        self.live.evicted() + self.by_site.evicted() + self.by_parent.evicted()
     }
 
     pub fn exited(&mut self, goid: u64) {

@@ -19,6 +19,9 @@ use crate::{
     pprof::{self, proto, Executable, Mapping},
 };
 
+/// The heap profile's file name in an output directory, which the report names.
+pub const HEAP_PPROF: &str = "heap.pb.gz";
+
 /// What a snapshot is taken from: the session's parts, borrowed.
 pub(crate) struct Parts<'a> {
     pub att: &'a Attachment,
@@ -117,7 +120,7 @@ impl Snapshot {
         };
         let mut report = Report::build(parts);
         if heap.is_some() {
-            report.heap.profile = Some(crate::export::HEAP_PPROF.to_string());
+            report.heap.profile = Some(HEAP_PPROF.to_string());
         }
         let rate = parts.model.heap.as_ref().map_or(0, |h| h.sample_rate);
         Ok(Snapshot {
