@@ -217,13 +217,8 @@ fn group(goroutines: &[GoroutineDump]) -> Vec<Group> {
 }
 
 fn monotonic_ns() -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own. Go's nanotime() is this clock,
-    // so g.waitsince values compare directly.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    // Go's nanotime() is this clock, so g.waitsince values compare directly.
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 }
 

@@ -124,33 +124,18 @@ pub fn build_id(binary: &GoBinary) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// The descriptor of the first ELF note named `name` with type `kind` in a note section.
-fn elf_note<'d>(mut data: &'d [u8], name: &[u8], kind: u32) -> Option<&'d [u8]> {
-    let u32_at = |b: &[u8], off: usize| -> Option<u32> {
-        Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
-    };
-    let pad4 = |n: usize| n.checked_add(3).map(|n| n & !3);
-    while data.len() >= 12 {
-        let namesz = u32_at(data, 0)? as usize;
-        let descsz = u32_at(data, 4)? as usize;
-        let ntype = u32_at(data, 8)?;
-        let name_end = 12usize.checked_add(namesz)?;
-        let desc_start = 12usize.checked_add(pad4(namesz)?)?;
-        let desc_end = desc_start.checked_add(descsz)?;
-        let note_name = data.get(12..name_end)?;
-        let desc = data.get(desc_start..desc_end)?;
-        // The name is NUL-terminated, and Go pads its "Go" to namesz 4 with NULs.
-        let end = note_name
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(note_name.len());
-        let note_name = &note_name[..end];
-        if note_name == name && ntype == kind {
-            return Some(desc);
-        }
-        data = data.get(desc_start.checked_add(pad4(descsz)?)?..)?;
-    }
-    None
+/// The descriptor of the first ELF note named `name` with type `kind` in a note section
+/// (little-endian, 4-byte aligned as Go and the GNU tools write them); `None` when there is no
+/// such note before the first malformed one.
+fn elf_note<'d>(data: &'d [u8], name: &[u8], kind: u32) -> Option<&'d [u8]> {
+    use object::{elf::FileHeader64, read::elf::NoteIterator, LittleEndian as LE};
+    // The name is NUL-terminated, and Go pads its "Go" to namesz 4 with NULs: `name()` drops
+    // the trailing NULs.
+    NoteIterator::<FileHeader64<LE>>::new(LE, 4, data)
+        .ok()?
+        .map_while(|note| note.ok())
+        .find(|note| note.name() == name && note.n_type(LE) == kind)
+        .map(|note| note.desc())
 }
 
 /// Where code addresses come from and how to name them: shared by every profile of one
@@ -657,7 +642,24 @@ mod tests {
         assert!(b.default_sample_type("inuse_space").is_ok());
         assert!(decode(b"\x1f\x8b\x08garbage").is_err());
         assert!(decode(&[0xff; 16]).is_err());
-        assert!(elf_note(&[4, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 4, 0, 0, 0], b"Go", 4).is_none());
+        // Aligned as a note section of a mapped file is, so that the note is refused for its
+        // size alone.
+        let corrupt = Aligned([4, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 4, 0, 0, 0]);
+        assert!(elf_note(&corrupt.0, b"Go", 4).is_none());
+    }
+
+    #[repr(align(8))]
+    struct Aligned<const N: usize>([u8; N]);
+
+    #[test]
+    fn elf_note_finds_the_descriptor() {
+        // namesz 4, descsz 3, type 4, "Go" padded with NULs, "abc" padded to 4.
+        let note = Aligned([
+            4, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, b'G', b'o', 0, 0, b'a', b'b', b'c', 0,
+        ]);
+        assert_eq!(elf_note(&note.0, b"Go", 4), Some(&b"abc"[..]));
+        assert!(elf_note(&note.0, b"Go", 3).is_none());
+        assert!(elf_note(&note.0, b"GNU", 4).is_none());
     }
 
     #[test]

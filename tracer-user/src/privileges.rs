@@ -12,11 +12,9 @@ const CAP_BPF: u32 = 39;
 /// (CAP_PERFMON) — CAP_SYS_ADMIN covers both on older kernels — and read another process's
 /// executable and memory (CAP_SYS_PTRACE).
 pub fn check() -> Result<()> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let caps = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+    let caps = procfs::process::Process::myself()
+        .and_then(|me| me.status())
+        .map(|status| status.capeff)
         .unwrap_or(0);
     let has = |bit: u32| caps & (1u64 << bit) != 0;
     let admin = has(CAP_SYS_ADMIN);
@@ -33,7 +31,7 @@ pub fn check() -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    let uid = unsafe { libc::geteuid() };
+    let uid = rustix::process::geteuid().as_raw();
     Err(Error::Privileges {
         missing: format!("running as uid {uid} without {}", missing.join(", ")),
     })

@@ -63,13 +63,15 @@ pub const PROGRAMS: [&str; 5] = [
 /// The C library mapped by process `pid`: its path as the process sees it, and a path that
 /// reaches that file from here (through `/proc/PID/root`, also across mount namespaces).
 pub fn find_libc(pid: u32) -> Option<(String, PathBuf)> {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
-    let path = maps.lines().find_map(|l| {
-        let path = l.split_whitespace().nth(5)?;
-        let name = path.rsplit('/').next()?;
-        (name.starts_with("libc.so") || (name.starts_with("libc-") && name.ends_with(".so")))
-            .then(|| path.to_string())
-    })?;
+    let path = crate::target::mappings(pid)
+        .ok()?
+        .into_iter()
+        .find_map(|m| {
+            let path = m.path?;
+            let name = path.rsplit('/').next()?;
+            (name.starts_with("libc.so") || (name.starts_with("libc-") && name.ends_with(".so")))
+                .then_some(path)
+        })?;
     let reach = PathBuf::from(format!("/proc/{pid}/root{path}"));
     Some((path, reach))
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use object::{Object, ObjectSymbol, SymbolKind};
 
 use super::{Frame, Symbolizer};
-use crate::target::Target;
+use crate::target::{self, Target};
 
 /// One executable mapping of the process.
 struct Mapping {
@@ -29,24 +29,16 @@ pub struct NativeSymbols {
 
 impl NativeSymbols {
     pub fn new(target: &Target) -> Self {
-        let maps =
-            std::fs::read_to_string(format!("/proc/{}/maps", target.pid)).unwrap_or_default();
-        let mappings = maps
-            .lines()
-            .filter_map(|l| {
-                let mut f = l.split_whitespace();
-                let range = f.next()?;
-                let perms = f.next()?;
-                let offset = u64::from_str_radix(f.next()?, 16).ok()?;
-                let path = f.nth(2)?.to_string();
-                let (s, e) = range.split_once('-')?;
-                let start = u64::from_str_radix(s, 16).ok()?;
-                let end = u64::from_str_radix(e, 16).ok()?;
-                perms.contains('x').then_some(Mapping {
-                    start,
-                    end,
-                    offset,
-                    path,
+        let mappings = target::mappings(target.pid)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m.executable)
+            .filter_map(|m| {
+                Some(Mapping {
+                    start: m.start,
+                    end: m.end,
+                    offset: m.offset,
+                    path: m.path?,
                 })
             })
             .collect();

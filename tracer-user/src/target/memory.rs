@@ -1,7 +1,12 @@
 //! Reading the target's memory without stopping it (`process_vm_readv`; needs CAP_SYS_PTRACE
 //! or the same uid under the ptrace access rules).
 
-use std::io;
+use std::io::{self, IoSlice, IoSliceMut};
+
+use nix::{
+    sys::uio::{process_vm_readv, process_vm_writev, RemoteIoVec},
+    unistd::Pid,
+};
 
 use crate::error::{Error, Result};
 
@@ -15,25 +20,24 @@ impl ProcessMemory {
         ProcessMemory { pid }
     }
 
+    fn nix_pid(&self) -> Pid {
+        Pid::from_raw(self.pid as i32)
+    }
+
     pub fn read(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
-        let local = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        let remote = libc::iovec {
-            iov_base: addr as *mut libc::c_void,
-            iov_len: buf.len(),
-        };
-        let n =
-            unsafe { libc::process_vm_readv(self.pid as libc::pid_t, &local, 1, &remote, 1, 0) };
-        if n < 0 {
-            return Err(Error::Memory {
+        let remote = [RemoteIoVec {
+            base: addr as usize,
+            len: buf.len(),
+        }];
+        let len = buf.len();
+        let n = process_vm_readv(self.nix_pid(), &mut [IoSliceMut::new(buf)], &remote).map_err(
+            |errno| Error::Memory {
                 pid: self.pid,
                 addr,
-                source: io::Error::last_os_error(),
-            });
-        }
-        if n as usize != buf.len() {
+                source: errno.into(),
+            },
+        )?;
+        if n != len {
             return Err(Error::Memory {
                 pid: self.pid,
                 addr,
@@ -46,21 +50,22 @@ impl ProcessMemory {
     /// Writes into the target (`process_vm_writev`): only for the documented cases where gotrace
     /// changes a runtime setting, such as turning Go's heap sampler on.
     pub fn write(&self, addr: u64, bytes: &[u8]) -> Result<()> {
-        let local = libc::iovec {
-            iov_base: bytes.as_ptr() as *mut libc::c_void,
-            iov_len: bytes.len(),
-        };
-        let remote = libc::iovec {
-            iov_base: addr as *mut libc::c_void,
-            iov_len: bytes.len(),
-        };
-        let n =
-            unsafe { libc::process_vm_writev(self.pid as libc::pid_t, &local, 1, &remote, 1, 0) };
-        if n < 0 || n as usize != bytes.len() {
+        let remote = [RemoteIoVec {
+            base: addr as usize,
+            len: bytes.len(),
+        }];
+        let n = process_vm_writev(self.nix_pid(), &[IoSlice::new(bytes)], &remote).map_err(
+            |errno| Error::Memory {
+                pid: self.pid,
+                addr,
+                source: errno.into(),
+            },
+        )?;
+        if n != bytes.len() {
             return Err(Error::Memory {
                 pid: self.pid,
                 addr,
-                source: io::Error::last_os_error(),
+                source: io::Error::new(io::ErrorKind::WriteZero, "short write"),
             });
         }
         Ok(())
@@ -84,31 +89,19 @@ impl ProcessMemory {
         const IOV_MAX: usize = 1024;
         let mut out = vec![vec![0u8; len]; addrs.len()];
         for (chunk_addrs, chunk_out) in addrs.chunks(IOV_MAX).zip(out.chunks_mut(IOV_MAX)) {
-            let mut local: Vec<libc::iovec> = chunk_out
-                .iter_mut()
-                .map(|b| libc::iovec {
-                    iov_base: b.as_mut_ptr().cast(),
-                    iov_len: len,
-                })
-                .collect();
-            let remote: Vec<libc::iovec> = chunk_addrs
+            let remote: Vec<RemoteIoVec> = chunk_addrs
                 .iter()
-                .map(|&a| libc::iovec {
-                    iov_base: a as *mut libc::c_void,
-                    iov_len: len,
+                .map(|&a| RemoteIoVec {
+                    base: a as usize,
+                    len,
                 })
                 .collect();
-            let n = unsafe {
-                libc::process_vm_readv(
-                    self.pid as libc::pid_t,
-                    local.as_mut_ptr(),
-                    local.len() as libc::c_ulong,
-                    remote.as_ptr(),
-                    remote.len() as libc::c_ulong,
-                    0,
-                )
+            let n = {
+                let mut local: Vec<IoSliceMut> =
+                    chunk_out.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+                process_vm_readv(self.nix_pid(), &mut local, &remote)
             };
-            if n < 0 || n as usize != len * chunk_addrs.len() {
+            if n.ok() != Some(len * chunk_addrs.len()) {
                 // A region that faults ends the batch early: read one by one to say which.
                 for (a, b) in chunk_addrs.iter().zip(chunk_out.iter_mut()) {
                     self.read(*a, b)?;

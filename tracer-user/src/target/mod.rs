@@ -2,12 +2,13 @@
 
 pub mod memory;
 
-use std::{
-    io,
-    os::fd::{FromRawFd, OwnedFd},
-    path::PathBuf,
-};
+use std::{io, os::fd::OwnedFd, path::PathBuf};
 
+use procfs::{
+    process::{MMPermissions, MMapPath, MemoryMaps, Process},
+    FromRead,
+};
+use rustix::process::{Pid, PidfdFlags};
 use serde::Serialize;
 
 pub use memory::ProcessMemory;
@@ -101,47 +102,96 @@ impl Target {
 
     /// A pidfd that becomes readable when the process exits (Linux 5.3+).
     pub fn exit_fd(&self) -> Result<OwnedFd> {
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, self.pid as libc::c_int, 0) };
-        if fd < 0 {
-            let source = io::Error::last_os_error();
-            return Err(if source.raw_os_error() == Some(libc::ESRCH) {
-                Error::NoSuchProcess { pid: self.pid }
-            } else {
-                Error::ProcAccess {
-                    pid: self.pid,
-                    what: "a pidfd",
-                    source,
+        // A pid that is not a positive pid_t gets the kernel's own answer to it: EINVAL.
+        let pid = i32::try_from(self.pid).ok().and_then(Pid::from_raw);
+        pid.ok_or(rustix::io::Errno::INVAL)
+            .and_then(|pid| rustix::process::pidfd_open(pid, PidfdFlags::empty()))
+            .map_err(|errno| {
+                if errno == rustix::io::Errno::SRCH {
+                    Error::NoSuchProcess { pid: self.pid }
+                } else {
+                    Error::ProcAccess {
+                        pid: self.pid,
+                        what: "a pidfd",
+                        source: errno.into(),
+                    }
                 }
-            });
-        }
-        Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+            })
     }
 
     pub fn is_alive(&self) -> bool {
         // A zombie (exited, not yet reaped) still has /proc/PID but no executable mapping.
-        std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
+        i32::try_from(self.pid)
             .ok()
-            .and_then(|s| {
-                s.rsplit_once(')').and_then(|(_, rest)| {
-                    rest.split_whitespace()
-                        .next()
-                        .map(|st| st != "Z" && st != "X")
-                })
-            })
-            .unwrap_or(false)
+            .and_then(|pid| Process::new(pid).ok()?.stat().ok())
+            .is_some_and(|stat| stat.state != 'Z' && stat.state != 'X')
     }
+}
+
+/// One mapping of a process's address space: a line of `/proc/PID/maps`.
+#[derive(Clone, Debug)]
+pub struct Mapping {
+    pub start: u64,
+    pub end: u64,
+    pub executable: bool,
+    /// Offset in the mapped file of the byte at `start`.
+    pub offset: u64,
+    pub inode: u64,
+    /// What is mapped, as the process sees it: a file's path (without the " (deleted)" the
+    /// kernel appends once the file was removed) or a pseudo-path such as `[vdso]`; `None` for
+    /// anonymous memory.
+    pub path: Option<String>,
+}
+
+/// The mappings of process `pid`, from `/proc/PID/maps` (parsed by the procfs crate).
+pub fn mappings(pid: u32) -> Result<Vec<Mapping>> {
+    let access = |source| Error::ProcAccess {
+        pid,
+        what: "the memory map (/proc/PID/maps)",
+        source,
+    };
+    // Read here rather than through procfs::process::Process::maps, which folds the OS error
+    // into its own kinds: the error says exactly what the kernel said.
+    let text = std::fs::read(format!("/proc/{pid}/maps")).map_err(access)?;
+    let maps = MemoryMaps::from_read(&text[..])
+        .map_err(|e| access(io::Error::new(io::ErrorKind::InvalidData, e.to_string())))?;
+    Ok(maps
+        .into_iter()
+        .map(|m| Mapping {
+            start: m.address.0,
+            end: m.address.1,
+            executable: m.perms.contains(MMPermissions::EXECUTE),
+            offset: m.offset,
+            inode: m.inode,
+            path: map_path(m.pathname),
+        })
+        .collect())
+}
+
+/// The path column of a maps line, as the kernel wrote it (less " (deleted)").
+fn map_path(path: MMapPath) -> Option<String> {
+    Some(match path {
+        MMapPath::Path(p) => {
+            let p = p.to_string_lossy();
+            p.strip_suffix(" (deleted)").unwrap_or(&p).to_string()
+        }
+        MMapPath::Heap => "[heap]".into(),
+        MMapPath::Stack => "[stack]".into(),
+        MMapPath::TStack(tid) => format!("[stack:{tid}]"),
+        MMapPath::Vdso => "[vdso]".into(),
+        MMapPath::Vvar => "[vvar]".into(),
+        MMapPath::Vsyscall => "[vsyscall]".into(),
+        MMapPath::Rollup => "[rollup]".into(),
+        MMapPath::Vsys(key) => format!("/SYSV{:08x}", key as u32),
+        MMapPath::Other(name) => format!("[{name}]"),
+        MMapPath::Anonymous => return None,
+    })
 }
 
 /// For a PIE, where the kernel placed the executable: the start of its first file-backed
 /// mapping minus the first PT_LOAD's page-aligned link address.
 fn load_bias(pid: u32, binary: &GoBinary) -> Result<u64> {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|source| {
-        Error::ProcAccess {
-            pid,
-            what: "the memory map (/proc/PID/maps)",
-            source,
-        }
-    })?;
+    let maps = mappings(pid)?;
     let exe_ino = std::fs::metadata(format!("/proc/{pid}/exe"))
         .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
         .ok();
@@ -153,24 +203,12 @@ fn load_bias(pid: u32, binary: &GoBinary) -> Result<u64> {
         .map(|s| (s.addr, s.file_offset))
         .min()
         .unwrap_or((0, 0));
-    for line in maps.lines() {
-        let mut parts = line.split_whitespace();
-        let (Some(range), Some(_perms), Some(offset), Some(_dev), Some(inode)) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
-            continue;
-        };
-        if exe_ino.is_some_and(|ino| inode.parse::<u64>().ok() != Some(ino)) {
+    for m in &maps {
+        if exe_ino.is_some_and(|ino| m.inode != ino) {
             continue;
         }
-        let start = u64::from_str_radix(range.split('-').next().unwrap_or(""), 16).unwrap_or(0);
-        let offset = u64::from_str_radix(offset, 16).unwrap_or(u64::MAX);
-        if offset == first_load.1 & !0xfff {
-            return Ok(start.wrapping_sub(first_load.0 & !0xfff));
+        if m.offset == first_load.1 & !0xfff {
+            return Ok(m.start.wrapping_sub(first_load.0 & !0xfff));
         }
     }
     Err(Error::Other(format!(
