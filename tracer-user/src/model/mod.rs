@@ -37,18 +37,6 @@ pub struct Footprint {
     pub evicted: u64,
 }
 
-impl Footprint {
-    fn entries(&self) -> usize {
-        self.heap_sites
-            + self.goroutine_sites
-            + self.aged_objects
-            + self.gc_observations
-            + self.probed_goroutines
-            + self.probed_channels
-            + self.finalizer_sites
-    }
-}
-
 #[derive(Debug, Default)]
 pub struct Model {
     // From probe events.
@@ -169,6 +157,19 @@ impl Model {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Footprint {
+        fn entries(&self) -> usize {
+            self.heap_sites
+                + self.goroutine_sites
+                + self.aged_objects
+                + self.gc_observations
+                + self.probed_goroutines
+                + self.probed_channels
+                + self.finalizer_sites
+        }
+    }
+
     use crate::{
         goruntime::{
             allgs::GSnapshot, gcstats::GcSnapshot, heapprof::HeapRecord, specials::SpecialsScan,
@@ -198,8 +199,8 @@ mod tests {
                             waitreason: 7,
                             waitsince: 0,
                             startpc: 0x40_0000 + k,
-                            // A new `go` statement every look: sites must be evicted.
-                            gopc: 0x50_0000 + i * 4 + k,
+                            // A new `go` statement every look beside three steady ones.
+                            gopc: 0x50_0000 + if k == 0 { 16 + i } else { k },
                             parent_goid: Some(1),
                             stack_lo: 0,
                             stack_hi: 8192,

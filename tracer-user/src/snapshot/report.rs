@@ -21,6 +21,7 @@ use crate::{
         gc::GcObservation,
         goroutine_sites::GoroutineAges,
         heap::{self, AgeHistogram},
+        Footprint,
     },
     symbols::{Frame, Symbolizer},
     target::TargetInfo,
@@ -105,6 +106,8 @@ pub struct SessionInfo {
     pub end_reason: Option<StopReason>,
     pub probes: Vec<ProbeReport>,
     pub offsets_source: OffsetsSource,
+    /// What gotrace itself holds: the entries of its bounded tables, and how many it evicted.
+    pub footprint: Footprint,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -263,6 +266,7 @@ impl Report {
                     })
                     .collect(),
                 offsets_source: att.runtime.offsets.source.clone(),
+                footprint: model.footprint(),
             },
             counters: Counters {
                 goroutines_created: p.goroutines_created().unwrap_or(0),
