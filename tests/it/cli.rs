@@ -116,7 +116,6 @@ fn duration_and_json_on_stdout() -> Result<()> {
         "goroutines_exited",
         "chan_sends",
         "finalizers_set",
-        "alloc_samples",
         "events_lost",
     ] {
         assert!(written["counters"][key].is_u64(), "counters.{key}");
@@ -228,7 +227,6 @@ fn inspect_a_stripped_file_without_privileges() -> Result<()> {
         "goroutine-exit",
         "chan-send",
         "set-finalizer",
-        "alloc-sample",
         "exact-alloc",
     ] {
         assert!(text.contains(name), "{text}");

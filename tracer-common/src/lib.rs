@@ -18,21 +18,19 @@ pub enum ProbeKind {
     ChanSend = 2,
     /// `runtime.SetFinalizer`.
     SetFinalizer = 3,
-    /// `runtime.profilealloc`: Go's own heap sampler picked an allocation.
-    AllocSample = 4,
     /// Every allocation (`mallocgc` and its size-class variants): `--exact-alloc` only.
-    Malloc = 5,
+    Malloc = 4,
     /// libc `malloc`/`calloc`/`realloc` (C code and cgo): `--cgo-malloc` only. Recorded in
     /// [`C_ALLOCS_MAP`], not sent as events.
-    CMalloc = 6,
+    CMalloc = 5,
     /// libc `free`: `--cgo-malloc` only.
-    CFree = 7,
+    CFree = 6,
     /// `runtime.makechan` returned a channel (probed at its RET instructions): `--chan-make`.
-    ChanMake = 8,
+    ChanMake = 7,
 }
 
 /// Number of [`ProbeKind`] variants: the length of the counter arrays.
-pub const PROBE_KINDS: usize = 9;
+pub const PROBE_KINDS: usize = 8;
 
 impl ProbeKind {
     pub const ALL: [ProbeKind; PROBE_KINDS] = [
@@ -40,7 +38,6 @@ impl ProbeKind {
         ProbeKind::GoroutineExit,
         ProbeKind::ChanSend,
         ProbeKind::SetFinalizer,
-        ProbeKind::AllocSample,
         ProbeKind::Malloc,
         ProbeKind::CMalloc,
         ProbeKind::CFree,
@@ -177,18 +174,6 @@ pub struct FinalizerSet {
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
-pub struct AllocSample {
-    pub header: EventHeader,
-    /// Address of the sampled object.
-    pub addr: u64,
-    /// Its size in bytes as requested by the allocation.
-    pub size: u64,
-    /// Id in the stack-trace map, or a negative errno when the stack could not be taken.
-    pub stack_id: i64,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
 pub struct Malloc {
     pub header: EventHeader,
     pub size: u64,
@@ -228,7 +213,6 @@ mod pod {
     unsafe impl aya::Pod for ChanSend {}
     unsafe impl aya::Pod for ChanMade {}
     unsafe impl aya::Pod for FinalizerSet {}
-    unsafe impl aya::Pod for AllocSample {}
     unsafe impl aya::Pod for Malloc {}
     unsafe impl aya::Pod for CAlloc {}
     unsafe impl aya::Pod for CStack {}

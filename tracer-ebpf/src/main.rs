@@ -16,7 +16,7 @@ use aya_ebpf::{
     programs::{ProbeContext, RetProbeContext},
 };
 use tracer_common::{
-    AllocSample, CAlloc, CStack, ChanMade, ChanSend, EventHeader, FinalizerSet, GoroutineCreated,
+    CAlloc, CStack, ChanMade, ChanSend, EventHeader, FinalizerSet, GoroutineCreated,
     GoroutineExited, Malloc, ProbeConfig, ProbeKind, C_ALLOCS_ENTRIES, EVENTS_RING_BYTES,
     PROBE_KINDS, STACKS_ENTRIES,
 };
@@ -206,23 +206,6 @@ pub fn gotrace_setfinalizer(ctx: ProbeContext) -> u32 {
             obj_addr: r.rbx,
             finalizer_pc: read_u64(r.rdi),
             caller_pc: read_u64(r.rsp),
-        },
-    );
-    0
-}
-
-/// `runtime.profilealloc(mp *m, x unsafe.Pointer, size uintptr)`: Go's sampler chose x.
-#[uprobe]
-pub fn gotrace_profilealloc(ctx: ProbeContext) -> u32 {
-    let cfg = config();
-    let r = regs(&ctx);
-    emit(
-        ProbeKind::AllocSample,
-        AllocSample {
-            header: header(ProbeKind::AllocSample, current_goid(&ctx, &cfg)),
-            addr: r.rbx,
-            size: r.rcx,
-            stack_id: user_stack(&ctx),
         },
     );
     0

@@ -183,9 +183,9 @@ Cost: by default gotrace places no probe at all. It reads goroutines, the heap p
 state, channels and the finalizer queue from the runtime's memory, and turns Go's own heap
 sampler on at 512 KiB if it is off. Each probe flag makes every call of its runtime function
 trap into the kernel (~4 µs): --goroutine-events costs every `go` statement, --finalizer-sites
-every SetFinalizer, --alloc-samples every sampled allocation, --chan-sends every channel send
-(60x slower for a tight send loop), --chan-make every make(chan), --exact-alloc every
-allocation (20x slower allocation). Use them for short, targeted runs.";
+every SetFinalizer, --chan-sends every channel send (60x slower for a tight send loop),
+--chan-make every make(chan), --exact-alloc every allocation (20x slower allocation). Use them
+for short, targeted runs.";
 
 /// How gotrace treats the target's heap sampler, and the live flamegraph.
 #[derive(Args, Debug)]
@@ -257,11 +257,6 @@ pub struct AttachArgs {
     #[arg(long)]
     pub exact_alloc: bool,
 
-    /// Probe Go's heap sampler (runtime.profilealloc) to see each sampled object's address
-    /// and stack as it is allocated: ~4-15 µs per sample (one per --sample-rate bytes).
-    #[arg(long)]
-    pub alloc_samples: bool,
-
     #[command(flatten)]
     pub heap: HeapArgs,
 
@@ -324,9 +319,6 @@ fn attach(args: AttachArgs) -> Result<ExitCode> {
     }
     if args.cgo_malloc {
         probes = probes.with(ProbeKind::CMalloc).with(ProbeKind::CFree);
-    }
-    if args.alloc_samples {
-        probes = probes.with(ProbeKind::AllocSample);
     }
     let options = AttachOptions {
         probes,

@@ -1,8 +1,8 @@
 //! Ring-buffer records decoded into typed events.
 
 use tracer_common::{
-    AllocSample, ChanMade, ChanSend, EventHeader, FinalizerSet, GoroutineCreated, GoroutineExited,
-    Malloc, ProbeKind,
+    ChanMade, ChanSend, EventHeader, FinalizerSet, GoroutineCreated, GoroutineExited, Malloc,
+    ProbeKind,
 };
 
 #[derive(Clone, Copy, Debug)]
@@ -12,7 +12,6 @@ pub enum Event {
     ChanSend(ChanSend),
     ChanMade(ChanMade),
     FinalizerSet(FinalizerSet),
-    AllocSample(AllocSample),
     Malloc(Malloc),
 }
 
@@ -28,7 +27,6 @@ impl Event {
                 ProbeKind::ChanSend => Event::ChanSend(read(bytes)?),
                 ProbeKind::ChanMake => Event::ChanMade(read(bytes)?),
                 ProbeKind::SetFinalizer => Event::FinalizerSet(read(bytes)?),
-                ProbeKind::AllocSample => Event::AllocSample(read(bytes)?),
                 ProbeKind::Malloc => Event::Malloc(read(bytes)?),
                 // Recorded in a map by the kernel side, never sent as events.
                 ProbeKind::CMalloc | ProbeKind::CFree => return None,
@@ -43,7 +41,6 @@ impl Event {
             Event::ChanSend(e) => &e.header,
             Event::ChanMade(e) => &e.header,
             Event::FinalizerSet(e) => &e.header,
-            Event::AllocSample(e) => &e.header,
             Event::Malloc(e) => &e.header,
         }
     }

@@ -238,30 +238,12 @@ impl<'a> ProfileBuilder<'a> {
         self
     }
 
-    pub fn comment(&mut self, text: &str) -> &mut Self {
-        let i = self.intern(text);
-        self.profile.comment.push(i);
-        self
-    }
-
     fn resolve(&mut self, pc: u64) -> &mut Resolved {
         let symbolize = self.exe.symbolize;
         self.resolved.entry(pc).or_insert_with(|| Resolved {
             frames: symbolize(pc),
             location: None,
         })
-    }
-
-    /// Adds a sample whose stack holds code addresses (link-time, leaf first), each the
-    /// address of an instruction to symbolize as is. `values` has one entry per sample type.
-    pub fn add_sample(
-        &mut self,
-        pcs: &[u64],
-        values: &[i64],
-        labels: &[NumLabel<'_>],
-    ) -> Result<()> {
-        let groups: Vec<&[u64]> = pcs.chunks(1).collect();
-        self.push_sample(&groups, values, labels)
     }
 
     /// Adds a sample whose stack is a Go stack as the runtime records it (`runtime.Callers`,
@@ -637,7 +619,7 @@ mod tests {
         let sym = symbolize;
         let exe = exe(&sym, 0);
         let mut b = ProfileBuilder::new(&exe, &HEAP_SAMPLE_TYPES);
-        assert!(b.add_sample(&[0x2000], &[1, 2], &[]).is_err());
+        assert!(b.add_go_stack(&[0x2001], false, &[1, 2], &[]).is_err());
         assert!(b.default_sample_type("cpu").is_err());
         assert!(b.default_sample_type("inuse_space").is_ok());
         assert!(decode(b"\x1f\x8b\x08garbage").is_err());

@@ -89,7 +89,7 @@ impl Model {
             Event::ChanMade(e) => self.channels.made(e),
             Event::FinalizerSet(e) => self.finalizer_sites.set(e.caller_pc, e.obj_type),
             // Counted by the kernel side (hits); the events carry nothing the model keeps.
-            Event::AllocSample(_) | Event::Malloc(_) => {}
+            Event::Malloc(_) => {}
         }
     }
 

@@ -77,13 +77,6 @@ pub const PROBES: &[ProbeDef] = &[
         functions: FunctionSet::Named(&["runtime.SetFinalizer"]),
     },
     ProbeDef {
-        kind: ProbeKind::AllocSample,
-        name: "alloc-sample",
-        program: "gotrace_profilealloc",
-        placement: Placement::Entry,
-        functions: FunctionSet::Named(&["runtime.profilealloc"]),
-    },
-    ProbeDef {
         kind: ProbeKind::Malloc,
         name: "exact-alloc",
         program: "gotrace_mallocgc",
@@ -91,13 +84,6 @@ pub const PROBES: &[ProbeDef] = &[
         functions: FunctionSet::Allocators,
     },
 ];
-
-pub fn def(kind: ProbeKind) -> &'static ProbeDef {
-    PROBES
-        .iter()
-        .find(|d| d.kind == kind)
-        .expect("every kind has a definition")
-}
 
 /// One instruction to put a uprobe on.
 #[derive(Clone, Debug, Serialize)]

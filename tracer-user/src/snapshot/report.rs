@@ -124,7 +124,6 @@ pub struct Counters {
     pub chan_sends: u64,
     pub chans_made: u64,
     pub finalizers_set: u64,
-    pub alloc_samples: u64,
     pub mallocs: u64,
     pub events_lost: u64,
 }
@@ -274,7 +273,6 @@ impl Report {
                 chan_sends: hits(ProbeKind::ChanSend),
                 chans_made: hits(ProbeKind::ChanMake),
                 finalizers_set: hits(ProbeKind::SetFinalizer),
-                alloc_samples: hits(ProbeKind::AllocSample),
                 mallocs: hits(ProbeKind::Malloc),
                 events_lost: att.events_lost(),
             },
