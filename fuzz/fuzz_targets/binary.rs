@@ -9,6 +9,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(bin) = GoBinary::from_bytes(SharedBytes::new(data.to_vec()), "fuzz") else {
         return;
     };
+    let bin = std::sync::Arc::new(bin);
     let _ = bin.moduledata();
     let pcs: Vec<u64> = bin
         .pclntab()
@@ -17,11 +18,11 @@ fuzz_target!(|data: &[u8]| {
         .take(64)
         .flat_map(|f| [f.entry, f.entry + (f.end - f.entry) / 2])
         .collect();
-    let sym = Symbolizer::new(&bin);
+    let sym = Symbolizer::new(bin.clone());
     for pc in &pcs {
         let _ = sym.frames(*pc);
     }
-    if let Ok(dwarf) = Symbolizer::with_dwarf(&bin) {
+    if let Ok(dwarf) = Symbolizer::with_dwarf(bin.clone()) {
         for pc in &pcs {
             let _ = dwarf.frames(*pc);
         }
