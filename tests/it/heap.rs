@@ -142,12 +142,7 @@ fn matches_go_own_profile(release: &str, variant: Variant) -> Result<()> {
         variant,
         AttachOptions::default(),
     )?;
-    let sampler = session
-        .attachment()
-        .sampler()
-        .state()
-        .cloned()
-        .context("sampler located")?;
+    let sampler = session.sampler().cloned().context("sampler located")?;
     assert_eq!(
         (sampler.rate_at_attach, sampler.set_by_gotrace),
         (DEFAULT_RATE, false),
@@ -190,12 +185,7 @@ fn matches_truth_when_sampler_off(release: &str, variant: Variant) -> Result<()>
         ..AttachOptions::default()
     };
     let (session, report) = traced_heap("heapsites", &[], tc, variant, options)?;
-    let sampler = session
-        .attachment()
-        .sampler()
-        .state()
-        .cloned()
-        .context("sampler located")?;
+    let sampler = session.sampler().cloned().context("sampler located")?;
     assert_eq!(
         (sampler.rate_at_attach, sampler.rate, sampler.set_by_gotrace),
         (0, 64 * 1024, true)
@@ -267,12 +257,7 @@ fn read_only_never_writes() -> Result<()> {
         Variant::Default,
         options,
     )?;
-    let s = session
-        .attachment()
-        .sampler()
-        .state()
-        .cloned()
-        .context("sampler located")?;
+    let s = session.sampler().cloned().context("sampler located")?;
     assert_eq!((s.rate_at_attach, s.rate, s.set_by_gotrace), (0, 0, false));
     assert!(report
         .heap

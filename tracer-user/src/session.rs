@@ -128,6 +128,11 @@ impl Session {
         &self.attachment.target
     }
 
+    /// What gotrace did to Go's heap sampler (`None`: not found in this binary).
+    pub fn sampler(&self) -> Option<&crate::goruntime::heapprof::SamplerState> {
+        self.attachment.sampler().state()
+    }
+
     pub fn model(&self) -> &Model {
         &self.model
     }

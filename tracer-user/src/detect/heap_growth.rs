@@ -5,9 +5,9 @@
 //! Memory allocated inside `sync.Map` is `syncmap-growth`'s (see [`super::syncmap_growth`]).
 
 use super::{
-    config_defaults, heap_stack, site_of,
+    config_defaults, site_of,
     syncmap_growth::in_sync_map,
-    trend::{grows, GrowthRule},
+    trend::{growing_heap_sites, GrowthRule},
     Context, Detector, Finding,
 };
 
@@ -48,26 +48,15 @@ impl HeapGrowth {
 
 impl Detector for HeapGrowth {
     fn findings(&self, cx: &Context<'_>) -> Vec<Finding> {
-        let series = &cx.model.heap_series;
-        let ages = cx.model.ages.by_bucket();
-        let rule = self.config.rule();
         let mut out = Vec::new();
-        for (bucket, points) in series.sites() {
-            let Some(growth) = grows(points, &rule) else {
-                continue;
-            };
-            let age = ages.get(&bucket);
-            if !growth.kept(age) {
-                continue;
-            }
-            let stack = heap_stack(series, bucket, cx.sym);
+        for (growth, points, age, stack) in growing_heap_sites(cx, &self.config.rule()) {
             if in_sync_map(&stack) {
                 continue;
             }
             out.push(Finding {
                 pattern: PATTERN,
                 site: site_of(&stack),
-                evidence: growth.evidence(points.len(), age),
+                evidence: growth.evidence(points, age.as_ref()),
                 stack,
                 hint: "objects allocated here stay reachable cycle after cycle: look for a map, slice or cache that only grows (bound or evict it) or a reference held by a long-lived goroutine or closure".into(),
             });

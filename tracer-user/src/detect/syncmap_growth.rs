@@ -4,7 +4,7 @@
 //! code that stores into the map, and counts the entries it holds.
 
 use super::{
-    caller_of, config_defaults, heap_stack, site_of, trend::grows, Context, Detector, Finding,
+    caller_of, config_defaults, site_of, trend::growing_heap_sites, Context, Detector, Finding,
 };
 use crate::symbols::Frame;
 
@@ -44,28 +44,18 @@ impl SyncMapGrowth {
 
 impl Detector for SyncMapGrowth {
     fn findings(&self, cx: &Context<'_>) -> Vec<Finding> {
-        let series = &cx.model.heap_series;
-        let ages = cx.model.ages.by_bucket();
         // The same trend as heap-growth, with this pattern's threshold.
         let rule = super::heap_growth::Config {
             min_growth_bytes: self.config.min_growth_bytes,
         }
         .rule();
         let mut out = Vec::new();
-        for (bucket, points) in series.sites() {
-            let Some(growth) = grows(points, &rule) else {
-                continue;
-            };
-            let age = ages.get(&bucket);
-            if !growth.kept(age) {
-                continue;
-            }
-            let stack = heap_stack(series, bucket, cx.sym);
+        for (growth, points, age, stack) in growing_heap_sites(cx, &rule) {
             if !in_sync_map(&stack) {
                 continue;
             }
             let site = caller_of(&stack, is_sync_map).unwrap_or_else(|| site_of(&stack));
-            let mut evidence = growth.evidence(points.len(), age);
+            let mut evidence = growth.evidence(points, age.as_ref());
             // Each stored key costs the map one entry allocated at this site: live entries ~ keys.
             evidence["entries_estimate"] = growth.last.inuse_objects.into();
             evidence["entries_added_per_s"] = ((growth

@@ -71,6 +71,32 @@ impl Growth {
     }
 }
 
+/// The heap sites that grow by `rule` and keep their old objects, with their allocation
+/// stacks (named): what heap-growth and syncmap-growth judge further.
+pub(crate) fn growing_heap_sites(
+    cx: &super::Context<'_>,
+    rule: &GrowthRule,
+) -> Vec<(
+    Growth,
+    usize,
+    Option<AgeHistogram>,
+    Vec<crate::symbols::Frame>,
+)> {
+    let series = &cx.model.heap_series;
+    let ages = cx.model.ages.by_bucket();
+    series
+        .sites()
+        .filter_map(|(bucket, points)| {
+            let growth = grows(points, rule)?;
+            let age = ages.get(&bucket).cloned();
+            growth.kept(age.as_ref()).then(|| {
+                let stack = super::heap_stack(series, bucket, cx.sym);
+                (growth, points.len(), age, stack)
+            })
+        })
+        .collect()
+}
+
 /// Whether the points of one site show growth, and how much.
 pub fn grows(points: &VecDeque<Point>, c: &GrowthRule) -> Option<Growth> {
     if points.len() < c.min_cycles {
