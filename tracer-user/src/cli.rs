@@ -11,7 +11,7 @@ use gotrace::{
     session::{AttachOptions, Session},
     snapshot::{Report, StopReason},
     ui,
-    units::{human_bytes, parse_size},
+    units::{human_bytes, parse_duration, parse_size},
 };
 use tracer_common::ProbeKind;
 
@@ -74,7 +74,7 @@ pub struct CheckArgs {
     pub pid: Option<u32>,
 
     /// How long to trace (default: until the command exits; required with --pid).
-    #[arg(short, long, value_parser = humantime::parse_duration)]
+    #[arg(short, long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
 
     /// Patterns that fail the check: `all` (default), `none` (only the thresholds), or a list
@@ -118,7 +118,7 @@ pub struct RecordArgs {
     /// Process id of the Go program.
     pub pid: u32,
     /// How long to record.
-    #[arg(short, long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(short, long, default_value = "30s", value_parser = parse_duration)]
     pub duration: Duration,
     /// The pprof file to write (gzipped profile.proto).
     #[arg(short, long, default_value = "heap.pb.gz")]
@@ -212,7 +212,7 @@ pub struct AttachArgs {
     pub pid: u32,
 
     /// Stop after this long (e.g. 30s, 5m); default: until Ctrl-C or the process exits.
-    #[arg(short, long, value_parser = humantime::parse_duration)]
+    #[arg(short, long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
 
     /// Output directory [default: gotrace-<pid>-<time>].
@@ -261,7 +261,7 @@ pub struct AttachArgs {
     pub heap: HeapArgs,
 
     /// Seconds between live summary lines.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub interval: Duration,
 
     #[command(flatten)]

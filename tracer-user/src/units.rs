@@ -1,6 +1,25 @@
-//! Byte sizes as people write and read them (`512KiB`, `1.5 MiB`), through `bytesize`.
+//! Sizes and durations as people write and read them (`512KiB`, `1.5 MiB`, `30s`, `5m`),
+//! through `bytesize` and `humantime`, checked when the flags are parsed.
+
+use std::time::Duration;
 
 use bytesize::ByteSize;
+
+/// The longest duration a flag takes: beyond it, deadlines computed from now overflow.
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// A duration such as `30s`, `5m`, `1h30m`: more than zero, at most 100 years.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{s:?} is not a duration (e.g. 500ms, 30s, 5m, 2h): {e}"))?;
+    if d.is_zero() {
+        return Err(format!("{s:?}: the duration must be more than zero"));
+    }
+    if d > MAX_DURATION {
+        return Err(format!("{s:?} is too long (at most 100 years)"));
+    }
+    Ok(d)
+}
 
 /// Bytes with an optional unit: 524288, 512KiB, 64 MiB, 1GiB (IEC units are powers of 1024,
 /// SI units such as `MB` powers of 1000).
@@ -36,5 +55,9 @@ mod tests {
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(3 << 20), "3.0 MiB");
         assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("18446744073709551615s").is_err());
+        assert!(parse_duration("soon").is_err());
     }
 }

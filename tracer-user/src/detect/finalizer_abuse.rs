@@ -28,7 +28,7 @@ pub const PATTERN: &str = "finalizer-abuse";
 #[group(skip)]
 pub struct Config {
     /// finalizer-abuse: time the finalizer goroutine may spend in one finalizer.
-    #[arg(id = "finalizer-stuck", long = "finalizer-stuck", value_name = "DUR", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(id = "finalizer-stuck", long = "finalizer-stuck", value_name = "DUR", default_value = "5s", value_parser = crate::units::parse_duration)]
     pub stuck: std::time::Duration,
     /// The queue must hold at least this many finalizers ...
     #[arg(skip = 1000u64)]

@@ -34,7 +34,7 @@ pub struct Config {
     #[arg(skip = 0.2)]
     pub min_rate: f64,
     /// goroutine-leak: report goroutines blocked longer than this even without growth.
-    #[arg(id = "block-threshold", long = "block-threshold", value_name = "DUR", default_value = "10m", value_parser = humantime::parse_duration)]
+    #[arg(id = "block-threshold", long = "block-threshold", value_name = "DUR", default_value = "10m", value_parser = crate::units::parse_duration)]
     pub block_threshold: std::time::Duration,
     /// Blocked on a nil channel this long: reported (it can never wake up).
     #[arg(skip = 10.0)]
