@@ -177,3 +177,28 @@ fn kernel_without_uprobes() -> Result<()> {
     assert_one_line_error(&out, &["cannot place uprobes", "CONFIG_UPROBE_EVENTS"]);
     lock.assert_nothing_loaded()
 }
+
+/// An error after gotrace turned the sampler on (here: `--cgo-malloc` on a program without a C
+/// library) still puts `MemProfileRate` back: the sampler guard restores it on every way out.
+#[test]
+fn error_after_the_sampler_was_turned_on_restores_it() -> Result<()> {
+    let lock = bpf::exclusive();
+    let exe = fixtures::build("heapsites", Toolchain::find(go::NEWEST)?, Variant::Stripped)?;
+    let target = GoProcess::start(&exe, &[])?;
+    let out = attach_via(&[], target.pid(), &["--cgo-malloc"])?;
+    assert_one_line_error(&out, &["--cgo-malloc", "no C library"]);
+    // Read the rate back without writing anything: the program's own 0 again.
+    let session = gotrace::Session::attach(
+        target.pid(),
+        gotrace::AttachOptions {
+            probes: gotrace::probes::ProbeSelection::none(),
+            read_only: true,
+            ..Default::default()
+        },
+    )?;
+    let sampler = session.sampler().context("sampler located")?;
+    assert_eq!((sampler.rate_at_attach, sampler.set_by_gotrace), (0, false));
+    drop(session);
+    drop(target);
+    lock.assert_nothing_loaded()
+}
