@@ -363,7 +363,7 @@ fn attach(args: AttachArgs) -> Result<ExitCode> {
     let written = export::write_all(&snapshot, &out)?;
     let report = &snapshot.report;
     eprintln!(
-        "gotrace: {} after {:.1}s; probes removed, sampler restored. {} goroutines started, {} exited, {} finalizers set, {} events lost",
+        "gotrace: {} after {:.1}s; probes removed, sampler restored. {} goroutines started, {} exited{}, {} events lost",
         match reason {
             StopReason::Stopped => "stopped",
             StopReason::Duration => "done",
@@ -372,7 +372,11 @@ fn attach(args: AttachArgs) -> Result<ExitCode> {
         report.session.duration_s,
         report.counters.goroutines_created,
         report.counters.goroutines_exited,
-        report.counters.finalizers_set,
+        report
+            .counters
+            .finalizers_set
+            .map(|n| format!(", {n} finalizers set"))
+            .unwrap_or_default(),
         report.counters.events_lost,
     );
     print_heap_top(report, 5);

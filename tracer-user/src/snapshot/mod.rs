@@ -35,7 +35,7 @@ pub(crate) struct Parts<'a> {
 }
 
 impl Parts<'_> {
-    fn probed(&self, kind: ProbeKind) -> bool {
+    pub fn probed(&self, kind: ProbeKind) -> bool {
         self.att.enabled_probes().any(|p| p.kind == kind)
     }
 

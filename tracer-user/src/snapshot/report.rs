@@ -121,10 +121,11 @@ pub struct ProbeReport {
 pub struct Counters {
     pub goroutines_created: u64,
     pub goroutines_exited: u64,
-    pub chan_sends: u64,
-    pub chans_made: u64,
-    pub finalizers_set: u64,
-    pub mallocs: u64,
+    /// Counted by their probes: null when the probe was not placed (not measured, not zero).
+    pub chan_sends: Option<u64>,
+    pub chans_made: Option<u64>,
+    pub finalizers_set: Option<u64>,
+    pub mallocs: Option<u64>,
     pub events_lost: u64,
 }
 
@@ -200,6 +201,7 @@ impl Report {
         let bias = target.load_bias;
         let model = p.model;
         let hits = |k| att.hits(k);
+        let counted = |k| p.probed(k).then(|| att.hits(k));
 
         let mut created_by_site: Vec<GoSite> = model
             .goroutines
@@ -270,10 +272,10 @@ impl Report {
             counters: Counters {
                 goroutines_created: p.goroutines_created().unwrap_or(0),
                 goroutines_exited: p.goroutines_exited().unwrap_or(0),
-                chan_sends: hits(ProbeKind::ChanSend),
-                chans_made: hits(ProbeKind::ChanMake),
-                finalizers_set: hits(ProbeKind::SetFinalizer),
-                mallocs: hits(ProbeKind::Malloc),
+                chan_sends: counted(ProbeKind::ChanSend),
+                chans_made: counted(ProbeKind::ChanMake),
+                finalizers_set: counted(ProbeKind::SetFinalizer),
+                mallocs: counted(ProbeKind::Malloc),
                 events_lost: att.events_lost(),
             },
             findings: p.findings.to_vec(),
