@@ -23,8 +23,15 @@ enum Which {
     Overhead(OverheadArgs),
     /// Symbol load and first lookups on one binary: time and peak RSS.
     Symbols(SymbolsArgs),
+    /// gotrace's own RSS over a long attach: bounded, or not.
+    ///
+    /// `gotrace attach` stays on a fixture whose goroutines, heap objects and profile buckets
+    /// keep changing at steady levels, and its resident set is sampled from /proc.
+    #[command(after_help = crate::bench_soak::EXAMPLES)]
+    Soak(SoakArgs),
 }
 
+pub use crate::bench_soak::SoakArgs;
 pub use crate::bench_symbols::SymbolsArgs;
 
 #[derive(Args)]
@@ -125,7 +132,27 @@ pub fn run(args: BenchArgs) -> Result<()> {
     match args.which {
         Which::Overhead(a) => overhead(a),
         Which::Symbols(a) => crate::bench_symbols::run(a),
+        Which::Soak(a) => crate::bench_soak::run(a),
     }
+}
+
+/// The benchmarks attach gotrace (ptrace access, eBPF programs).
+pub fn require_root() -> Result<()> {
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the benchmark attaches gotrace to processes: run as root (sudo -E cargo xtask bench ...)");
+    }
+    Ok(())
+}
+
+/// A `kB` line of /proc/<pid>/status ("self": this process), e.g. VmRSS or VmHWM.
+pub fn status_kib(pid: &str, key: &str) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no {key} in {path}"))
 }
 
 /// One measured window.
@@ -137,9 +164,7 @@ struct Window {
 }
 
 fn overhead(args: OverheadArgs) -> Result<()> {
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("the benchmark attaches eBPF programs: run as root");
-    }
+    require_root()?;
     let toolchain = Toolchain::find(&args.go)?;
     let exe = fixtures::build("workload", toolchain, Variant::Default)?;
     println!(

@@ -9,6 +9,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 use gotrace::{binary::GoBinary, symbols::Symbolizer};
 
+use crate::bench::status_kib;
+
 #[derive(Args)]
 pub struct SymbolsArgs {
     /// A Go executable (e.g. a large one from a Debian package: /usr/sbin/dockerd).
@@ -25,7 +27,7 @@ pub fn run(args: SymbolsArgs) -> Result<()> {
     let size = std::fs::metadata(&args.binary)
         .with_context(|| format!("{}", args.binary.display()))?
         .len();
-    let rss_before = vm_kib("VmHWM")?;
+    let rss_before = status_kib("self", "VmHWM")?;
     let t0 = Instant::now();
     let bin = std::sync::Arc::new(GoBinary::open(
         &args.binary,
@@ -59,7 +61,7 @@ pub fn run(args: SymbolsArgs) -> Result<()> {
     }
     let lookups = t1.elapsed();
     let total = t0.elapsed();
-    let rss_peak = vm_kib("VmHWM")?;
+    let rss_peak = status_kib("self", "VmHWM")?;
     println!(
         "binary: {} ({:.1} MB, {}, {} functions, {}{}{})",
         args.binary.display(),
@@ -110,14 +112,4 @@ pub fn run(args: SymbolsArgs) -> Result<()> {
 
 fn ms(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-/// A `kB` line of /proc/self/status.
-fn vm_kib(key: &str) -> Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .with_context(|| format!("no {key} in /proc/self/status"))
 }

@@ -30,8 +30,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         bail!("gotrace loads eBPF programs: run the demo as root (sudo -E cargo xtask demo)");
     }
     let root = workspace_root();
-    crate::test::cargo(&["build", "--release", "-p", "gotrace", "--bin", "gotrace"])?;
-    let gotrace = root.join("target/release/gotrace");
+    let gotrace = crate::test::build_release_gotrace()?;
 
     let toolchain = Toolchain::find(&args.go)?;
     toolchain.ensure()?;

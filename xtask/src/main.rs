@@ -1,6 +1,7 @@
 //! `cargo xtask`: every build and set-up step of gotrace.
 
 mod bench;
+mod bench_soak;
 mod bench_symbols;
 mod demo;
 mod offsets;
@@ -29,7 +30,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run the whole test suite (unit and integration tests on real traced processes).
     Test(test::TestArgs),
-    /// Measure the target's throughput traced vs untraced, or the symbolizer's cost.
+    /// Measure the target's throughput traced vs untraced, the symbolizer's cost, or whether
+    /// gotrace's memory stays bounded over a long attach.
     Bench(bench::BenchArgs),
     /// Regenerate tracer-user/src/binary/offsets_table.rs from each toolchain's DWARF.
     GenOffsets,

@@ -61,6 +61,12 @@ fn lint() -> Result<()> {
     )
 }
 
+/// Builds the release `gotrace` (what users install) and returns its path.
+pub fn build_release_gotrace() -> Result<std::path::PathBuf> {
+    cargo(&["build", "--release", "-p", "gotrace", "--bin", "gotrace"])?;
+    Ok(gotrace_tests::fixtures::workspace_root().join("target/release/gotrace"))
+}
+
 pub fn cargo(args: &[&str]) -> Result<()> {
     cargo_in(&gotrace_tests::fixtures::workspace_root(), args)
 }
