@@ -137,7 +137,10 @@ fn pprof(tc: Toolchain, args: &[&str], file: &Path) -> Result<String> {
 /// `go tool pprof -http` serving `file`: each of `pages` fetched, with its body. The web UI
 /// is what most users open; it must render the file, not only the text reports.
 fn pprof_http(tc: Toolchain, file: &Path, pages: &[&str]) -> Result<Vec<String>> {
-    use std::io::{Read, Write};
+    use std::{
+        io::{Read, Write},
+        os::unix::process::CommandExt,
+    };
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -148,6 +151,9 @@ fn pprof_http(tc: Toolchain, file: &Path, pages: &[&str]) -> Result<Vec<String>>
         .arg(file)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
+        // Its own process group: `go tool` runs pprof as a child, which killing `go` alone
+        // would leave listening.
+        .process_group(0)
         .spawn()
         .context("running go tool pprof -http")?;
     let result = (|| {
@@ -182,7 +188,8 @@ fn pprof_http(tc: Toolchain, file: &Path, pages: &[&str]) -> Result<Vec<String>>
             })
             .collect()
     })();
-    let _ = server.kill();
+    // SAFETY: kill(2) on the process group this function created.
+    unsafe { libc::kill(-(server.id() as i32), libc::SIGKILL) };
     let _ = server.wait();
     result
 }
