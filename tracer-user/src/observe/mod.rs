@@ -55,8 +55,8 @@ pub struct Observer {
     readers: Readers,
     tracebacks: Tracebacks,
     started_wall: SystemTime,
-    /// Channels followed, with how many looks each has been idle.
-    channels: HashMap<u64, usize>,
+    /// Channels followed: how many looks each has been idle, and its capacity when first read.
+    channels: HashMap<u64, (usize, Option<u64>)>,
     /// Start function names by entry PC.
     functions: HashMap<u64, Arc<str>>,
     /// When the next walk of every goroutine, and of the heap's specials, may start.
@@ -226,28 +226,38 @@ impl Observer {
             })
             .collect();
         let mut wanted: Vec<&GSnapshot> = Vec::new();
+        let by_addr: HashMap<u64, &GSnapshot> = on_channels.iter().map(|g| (g.addr, *g)).collect();
         if let Some(reader) = &self.readers.channels {
             let blocked_on = reader.blocked_on(target, &on_channels);
             for addr in blocked_on.into_iter().chain(known_channels.iter().copied()) {
                 if self.channels.len() < MAX_CHANNELS {
-                    self.channels.entry(addr).or_insert(0);
+                    self.channels.entry(addr).or_insert((0, None));
                 }
             }
             let mut channels = Vec::with_capacity(self.channels.len());
-            self.channels.retain(|addr, idle| {
+            self.channels.retain(|addr, (idle, cap)| {
                 let Ok(state) = reader.state(target, *addr) else {
                     return false;
                 };
+                // Only a buffer can back up; and a channel the program dropped is freed and
+                // its memory reused (a `time.After` per request): once what is read there
+                // stops being the same channel — another capacity, more elements than room —
+                // it is no longer followed.
+                if state.cap == 0 || state.len > state.cap || cap.is_some_and(|c| c != state.cap) {
+                    return false;
+                }
+                *cap = Some(state.cap);
                 let is_idle = state.len == 0 && state.senders == 0 && state.receivers == 0;
                 *idle = if is_idle { *idle + 1 } else { 0 };
                 for waiter in [state.a_sender, state.a_receiver].into_iter().flatten() {
-                    if let Some(g) = on_channels.iter().find(|g| g.addr == waiter) {
+                    if let Some(g) = by_addr.get(&waiter) {
                         wanted.push(g);
                     }
                 }
                 channels.push(ChannelLook { addr: *addr, state });
                 *idle < IDLE_LOOKS && !state.closed
             });
+            log::debug!("following {} channels", channels.len());
             look.channels = Some(channels);
         }
         // One blocked goroutine per `go` statement: the one waiting longest.
