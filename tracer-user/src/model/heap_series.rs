@@ -78,7 +78,7 @@ impl HeapSeries {
             });
             let s = if changed {
                 self.series.entry(r.bucket, || Series {
-                    points: VecDeque::new(),
+                    points: VecDeque::with_capacity(WINDOW),
                     stack: r.stack.clone(),
                 })
             } else {
@@ -90,10 +90,11 @@ impl HeapSeries {
             if s.points.back().is_some_and(|p| p.cycle == cycle) {
                 s.points.pop_back();
             }
-            s.points.push_back(point);
-            if s.points.len() > WINDOW {
+            // Room first: a full window pushed into would double its allocation.
+            if s.points.len() == WINDOW {
                 s.points.pop_front();
             }
+            s.points.push_back(point);
         }
     }
 
