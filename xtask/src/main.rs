@@ -4,6 +4,7 @@ mod bench;
 mod bench_soak;
 mod bench_symbols;
 mod demo;
+mod layers;
 mod offsets;
 mod setup;
 mod test;

@@ -34,9 +34,11 @@ pub fn run(args: TestArgs) -> Result<()> {
     cargo(&test)
 }
 
-/// rustfmt and clippy (warnings are errors) on the host workspace and on the eBPF crate.
+/// rustfmt, the module graph's layering, and clippy (warnings are errors) on the host
+/// workspace and on the eBPF crate.
 fn lint() -> Result<()> {
     cargo(&["fmt", "--all", "--", "--check"])?;
+    crate::layers::check(&gotrace_tests::fixtures::workspace_root().join("tracer-user/src"))?;
     cargo(&[
         "clippy",
         "--workspace",
