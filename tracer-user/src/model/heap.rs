@@ -48,7 +48,9 @@ pub struct AgeTracker {
     /// object address -> (bucket, GC cycle when first seen, seen in the first scan)
     objects: HashMap<u64, (u64, u32, bool)>,
     first_scan: bool,
-    cycle: u32,
+    /// The histograms per bucket, made once per walk (every detector and the report read
+    /// them, every tick).
+    by_bucket: HashMap<u64, AgeHistogram>,
 }
 
 impl AgeTracker {
@@ -56,7 +58,6 @@ impl AgeTracker {
     pub fn update(&mut self, cycle: u32, live: &[(u64, u64)]) {
         let initial = !self.first_scan;
         self.first_scan = true;
-        self.cycle = cycle;
         let mut next = HashMap::with_capacity(live.len());
         for &(addr, bucket) in live {
             let entry = match self.objects.get(&addr) {
@@ -67,17 +68,18 @@ impl AgeTracker {
             next.insert(addr, entry);
         }
         self.objects = next;
+        self.by_bucket.clear();
+        for &(bucket, first, before) in self.objects.values() {
+            self.by_bucket
+                .entry(bucket)
+                .or_default()
+                .add(cycle.wrapping_sub(first), before);
+        }
     }
 
-    /// Age histograms per bucket address.
-    pub fn by_bucket(&self) -> HashMap<u64, AgeHistogram> {
-        let mut out: HashMap<u64, AgeHistogram> = HashMap::new();
-        for &(bucket, first, before) in self.objects.values() {
-            out.entry(bucket)
-                .or_default()
-                .add(self.cycle.wrapping_sub(first), before);
-        }
-        out
+    /// Age histograms per bucket address, as of the latest walk.
+    pub fn by_bucket(&self) -> &HashMap<u64, AgeHistogram> {
+        &self.by_bucket
     }
 
     pub fn tracked(&self) -> usize {
