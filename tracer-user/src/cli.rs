@@ -5,6 +5,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use gotrace::{
+    attach::Handover,
     detect::DetectConfig,
     export,
     probes::ProbeSelection,
@@ -349,6 +350,10 @@ fn attach(args: AttachArgs) -> Result<ExitCode> {
 
     let sampler = att.sampler();
     match (sampler.state(), sampler.unavailable()) {
+        (Some(s), None) if s.other_sessions > 0 => eprintln!(
+            "gotrace: {} other gotrace session(s) attached: heap sampler at runtime.MemProfileRate {} (the program's own: {}; the last session out restores it)",
+            s.other_sessions, s.rate, s.rate_at_attach
+        ),
         (Some(s), None) if s.set_by_gotrace => eprintln!(
             "gotrace: turned Go's heap sampler on: runtime.MemProfileRate {} -> {} bytes (restored on exit; --read-only to forbid)",
             s.rate_at_attach, s.rate
@@ -363,13 +368,23 @@ fn attach(args: AttachArgs) -> Result<ExitCode> {
     let written = export::write_all(&snapshot, &out)?;
     let report = &snapshot.report;
     eprintln!(
-        "gotrace: {} after {:.1}s; probes removed, sampler restored. {} goroutines started, {} exited{}, {} events lost",
+        "gotrace: {} after {:.1}s; probes removed{}. {} goroutines started, {} exited{}, {} events lost",
         match reason {
             StopReason::Stopped => "stopped",
             StopReason::Duration => "done",
             StopReason::TargetExited => "target exited",
+            StopReason::TargetExeced => "target exec'd another program",
         },
         report.session.duration_s,
+        match session.attachment().sampler().handover() {
+            Some(Handover::Restored(r)) => format!(", sampler restored (MemProfileRate {r})"),
+            Some(Handover::KeptFor { sessions, rate }) => format!(
+                ", sampler left at MemProfileRate {rate} for {sessions} other gotrace session(s)"
+            ),
+            Some(Handover::ProgramOwn(r)) =>
+                format!(", sampler left at the program's own MemProfileRate {r}"),
+            _ => String::new(),
+        },
         report.counters.goroutines_created,
         report.counters.goroutines_exited,
         report

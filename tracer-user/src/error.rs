@@ -10,6 +10,9 @@ pub enum Error {
     #[error("no process with pid {pid} (it may have exited; check the pid with `ps -p {pid}`)")]
     NoSuchProcess { pid: u32 },
 
+    #[error("process {pid} has exec'd another program since gotrace attached: nothing more was read from or written into it (attach again to trace the new program)")]
+    Replaced { pid: u32 },
+
     #[error("process {pid} is a zombie or a kernel thread: it has no executable to trace")]
     NoExecutable { pid: u32 },
 

@@ -129,7 +129,7 @@ impl Session {
     }
 
     /// What gotrace did to Go's heap sampler (`None`: not found in this binary).
-    pub fn sampler(&self) -> Option<&crate::goruntime::heapprof::SamplerState> {
+    pub fn sampler(&self) -> Option<&crate::attach::SamplerState> {
         self.attachment.sampler().state()
     }
 
@@ -261,6 +261,11 @@ impl Session {
             tokio::select! {
                 _ = ring_ready(ring.as_mut(), &mut self.model) => {}
                 _ = ticker.tick() => {
+                    // Before reading anything: addresses learnt from the program gotrace
+                    // attached to mean nothing in the one a process has exec'd since.
+                    if !self.attachment.target.memory.same_program() && !exited(exit_fd.get_ref()) {
+                        break StopReason::TargetExeced;
+                    }
                     self.tick(Budget::Spaced);
                     let hits = self.hit_snapshot();
                     let secs = last_tick.elapsed().as_secs_f64().max(1e-3);
@@ -288,8 +293,10 @@ impl Session {
             }
         };
         // The final look at the runtime, then give the sampler back as it was.
-        self.tick(Budget::Final);
-        self.goroutine_profile = self.observer.goroutine_profile(&self.attachment);
+        if reason != StopReason::TargetExeced {
+            self.tick(Budget::Final);
+            self.goroutine_profile = self.observer.goroutine_profile(&self.attachment);
+        }
         self.attachment.restore_sampler();
         // Removing uprobes takes the kernel ~0.1 s each (an RCU grace period), while the other
         // probes keep firing: keep reading meanwhile, then take what is left.
@@ -341,6 +348,13 @@ fn drain(ring: &mut aya::maps::RingBuf<aya::maps::MapData>, model: &mut Model) {
             model.apply(&event);
         }
     }
+}
+
+/// Whether the process behind `pidfd` has exited (its pidfd is readable then).
+fn exited(pidfd: &std::os::fd::OwnedFd) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
+    poll(&mut fds, Some(&rustix::time::Timespec::default())).is_ok_and(|n| n > 0)
 }
 
 fn readable<T: std::os::fd::AsRawFd>(inner: T) -> std::io::Result<AsyncFd<T>> {

@@ -7,8 +7,6 @@
 
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
-
 use super::{datasyms::DataSymbol, Runtime};
 use crate::{
     binary::GoVersion,
@@ -73,18 +71,6 @@ const MAX_BUCKETS: usize = 4 << 20;
 /// Go's default sampling rate (`runtime.MemProfileRate`'s initial value): 512 KiB.
 pub const DEFAULT_RATE: u64 = 512 * 1024;
 
-/// What gotrace did to the target's sampler, as reported in report.json.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct SamplerState {
-    /// `runtime.MemProfileRate` when gotrace attached (0: sampler off, the usual case when
-    /// nothing in the program links the heap-profile reader).
-    pub rate_at_attach: u64,
-    /// The rate while traced.
-    pub rate: u64,
-    /// gotrace wrote `rate` into the target (and restores `rate_at_attach` on detach).
-    pub set_by_gotrace: bool,
-}
-
 pub struct HeapReader {
     mbuckets: u64,
     mprof_cycle: Option<u64>,
@@ -122,39 +108,6 @@ impl HeapReader {
     /// rate takes effect within an allocation or two per thread; nothing else changes.
     pub fn set_rate(&self, memory: &ProcessMemory, rate: u64) -> Result<()> {
         memory.write(self.rate, &rate.to_le_bytes())
-    }
-
-    /// Turns the sampler on at `wanted` (or Go's default) unless `read_only`, and says what
-    /// it did.
-    pub fn enable(
-        &self,
-        memory: &ProcessMemory,
-        wanted: Option<u64>,
-        read_only: bool,
-    ) -> Result<SamplerState> {
-        let before = self.rate(memory)?;
-        let rate = match (read_only, wanted) {
-            (true, _) => before,
-            (false, Some(r)) => r,
-            (false, None) if before == 0 => DEFAULT_RATE,
-            (false, None) => before,
-        };
-        if rate != before {
-            self.set_rate(memory, rate)?;
-        }
-        Ok(SamplerState {
-            rate_at_attach: before,
-            rate,
-            set_by_gotrace: rate != before,
-        })
-    }
-
-    /// Puts the rate back as it was, if it is still what gotrace set.
-    pub fn restore(&self, memory: &ProcessMemory, state: &SamplerState) -> Result<()> {
-        if state.set_by_gotrace && self.rate(memory)? == state.rate {
-            self.set_rate(memory, state.rate_at_attach)?;
-        }
-        Ok(())
     }
 
     /// Reads the profile as `runtime.MemProfile` would return it now: each bucket's published

@@ -9,10 +9,10 @@ use tracer_common::ProbeKind;
 
 use super::Parts;
 use crate::{
+    attach::SamplerState,
     detect::Finding,
     goruntime::{
         gcstats::GcSnapshot,
-        heapprof::SamplerState,
         traceback::{self, show_frame},
         OffsetsSource,
     },
@@ -35,6 +35,8 @@ pub enum StopReason {
     Stopped,
     Duration,
     TargetExited,
+    /// The process exec'd another program (same pid): what was learnt of the old one is void.
+    TargetExeced,
 }
 
 #[derive(Clone, Debug, Serialize)]

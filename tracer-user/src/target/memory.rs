@@ -1,10 +1,21 @@
 //! Reading the target's memory without stopping it (`process_vm_readv`; needs CAP_SYS_PTRACE
-//! or the same uid under the ptrace access rules).
+//! or the same uid under the ptrace access rules), and the rare writes into it.
+//!
+//! Writes go through `/proc/PID/mem` opened when gotrace attached, never by pid: that file
+//! holds the address space it was opened on, and once the process `exec`s (same pid, same start
+//! time, a new program) it reads and writes nothing. So a variable's address learnt from the
+//! old program can never be written into the new one, and the same file tells whether the
+//! program is still the one gotrace attached to.
 
-use std::io::{self, IoSlice, IoSliceMut};
+use std::{
+    fs::File,
+    io::{self, IoSliceMut},
+    os::unix::fs::FileExt,
+    sync::Arc,
+};
 
 use nix::{
-    sys::uio::{process_vm_readv, process_vm_writev, RemoteIoVec},
+    sys::uio::{process_vm_readv, RemoteIoVec},
     unistd::Pid,
 };
 
@@ -13,11 +24,38 @@ use crate::error::{Error, Result};
 #[derive(Clone, Debug)]
 pub struct ProcessMemory {
     pid: u32,
+    /// `/proc/PID/mem` of the program as attached (see the module's comment).
+    mem: Arc<File>,
+    /// An address mapped for the program's whole life (its entry point), read to tell whether
+    /// the program is still there.
+    witness: u64,
 }
 
 impl ProcessMemory {
-    pub fn new(pid: u32) -> Self {
-        ProcessMemory { pid }
+    /// Opens the address space the process has now; `witness` is an address mapped in it for
+    /// the program's whole life.
+    pub fn open(pid: u32, witness: u64) -> Result<Self> {
+        let mem = File::options()
+            .read(true)
+            .write(true)
+            .open(format!("/proc/{pid}/mem"))
+            .map_err(|source| Error::ProcAccess {
+                pid,
+                what: "its memory (/proc/PID/mem)",
+                source,
+            })?;
+        Ok(ProcessMemory {
+            pid,
+            mem: Arc::new(mem),
+            witness,
+        })
+    }
+
+    /// Whether the program gotrace attached to still owns this address space: false once the
+    /// process has exec'd another program (or exited).
+    pub fn same_program(&self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.mem.read_at(&mut b, self.witness), Ok(1))
     }
 
     fn nix_pid(&self) -> Pid {
@@ -47,28 +85,25 @@ impl ProcessMemory {
         Ok(())
     }
 
-    /// Writes into the target (`process_vm_writev`): only for the documented cases where gotrace
-    /// changes a runtime setting, such as turning Go's heap sampler on.
+    /// Writes into the program gotrace attached to, and only into it (a process that has
+    /// exec'd since gets nothing: `Error::Replaced`): only for the documented cases where
+    /// gotrace changes a runtime setting, such as turning Go's heap sampler on.
     pub fn write(&self, addr: u64, bytes: &[u8]) -> Result<()> {
-        let remote = [RemoteIoVec {
-            base: addr as usize,
-            len: bytes.len(),
-        }];
-        let n = process_vm_writev(self.nix_pid(), &[IoSlice::new(bytes)], &remote).map_err(
-            |errno| Error::Memory {
-                pid: self.pid,
-                addr,
-                source: errno.into(),
-            },
-        )?;
-        if n != bytes.len() {
-            return Err(Error::Memory {
+        match self.mem.write_at(bytes, addr) {
+            Ok(n) if n == bytes.len() => Ok(()),
+            // Nothing written: the address space is gone (exec, or exit).
+            Ok(0) if !self.same_program() => Err(Error::Replaced { pid: self.pid }),
+            Ok(_) => Err(Error::Memory {
                 pid: self.pid,
                 addr,
                 source: io::Error::new(io::ErrorKind::WriteZero, "short write"),
-            });
+            }),
+            Err(source) => Err(Error::Memory {
+                pid: self.pid,
+                addr,
+                source,
+            }),
         }
-        Ok(())
     }
 
     pub fn read_u64(&self, addr: u64) -> Result<u64> {

@@ -79,13 +79,17 @@ impl Target {
         } else {
             0
         };
+        // The first loaded segment (the ELF header, then code) stays mapped as long as the
+        // program runs.
+        let witness = binary.elf.segments.first().map_or(0, |s| s.addr) + load_bias;
+        let memory = ProcessMemory::open(pid, witness)?;
         Ok(Target {
             pid,
             exe,
             exe_handle,
             binary: binary.into(),
             load_bias,
-            memory: ProcessMemory::new(pid),
+            memory,
         })
     }
 

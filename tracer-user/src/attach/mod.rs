@@ -6,105 +6,19 @@ use std::time::{Duration, Instant};
 
 use tracer_common::ProbeKind;
 
+mod ledger;
+mod sampler;
+
+pub use sampler::{Handover, SamplerGuard, SamplerRequest, SamplerState};
+
 use crate::{
     error::{Error, Result},
-    goruntime::{
-        heapprof::{HeapReader, SamplerState},
-        Runtime,
-    },
+    goruntime::Runtime,
     privileges,
     probes::{plan, AttachedProbes, PlannedProbe, ProbeMaps, ProbeSelection},
     symbols::Symbolizer,
-    target::{ProcessMemory, Target},
+    target::Target,
 };
-
-/// What the sampler guard needs from the options.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SamplerRequest {
-    /// `runtime.MemProfileRate` to set (`None`: Go's default, 512 KiB, if the sampler is off).
-    pub rate: Option<u64>,
-    /// Never write into the target.
-    pub read_only: bool,
-}
-
-/// Restores `runtime.MemProfileRate` when dropped, if gotrace changed it and it still holds
-/// what gotrace wrote (the program may have set its own since). Being a guard, every way out
-/// of a session — an error while placing probes, a panic, the normal end — passes through it.
-pub struct SamplerGuard {
-    reader: Option<HeapReader>,
-    memory: ProcessMemory,
-    pid: u32,
-    state: Option<SamplerState>,
-    unavailable: Option<String>,
-    restored: bool,
-}
-
-impl SamplerGuard {
-    fn enable(target: &Target, runtime: &Runtime, request: SamplerRequest) -> Result<Self> {
-        let reader = HeapReader::new(target, runtime);
-        let mut guard = SamplerGuard {
-            reader,
-            memory: target.memory.clone(),
-            pid: target.pid,
-            state: None,
-            unavailable: None,
-            restored: false,
-        };
-        match &guard.reader {
-            None => {
-                guard.unavailable =
-                    Some("the heap profile variables were not found in this binary".into())
-            }
-            Some(h) => {
-                let state = h.enable(&target.memory, request.rate, request.read_only)?;
-                if state.rate == 0 {
-                    guard.unavailable = Some("the program's heap sampler is off (MemProfileRate = 0) and --read-only forbids turning it on".into());
-                }
-                guard.state = Some(state);
-            }
-        }
-        Ok(guard)
-    }
-
-    /// What gotrace did to the sampler (`None`: not found in this binary).
-    pub fn state(&self) -> Option<&SamplerState> {
-        self.state.as_ref()
-    }
-
-    /// Why there is no heap profile, when there is none.
-    pub fn unavailable(&self) -> Option<&str> {
-        self.unavailable.as_deref()
-    }
-
-    /// The heap profile reader and the rate its samples are taken at, when there is one.
-    pub(crate) fn profile_reader(&self) -> Option<(&HeapReader, u64)> {
-        let (reader, state) = (self.reader.as_ref()?, self.state.as_ref()?);
-        (state.rate != 0).then_some((reader, state.rate))
-    }
-
-    /// Puts the rate back now (idempotent: the guard forgets what it set).
-    pub fn restore(&mut self) {
-        let (Some(h), Some(state)) = (&self.reader, &self.state) else {
-            return;
-        };
-        if self.restored {
-            return;
-        }
-        self.restored = true;
-        if let Err(e) = h.restore(&self.memory, state) {
-            // A process that has exited has nothing to restore.
-            if std::path::Path::new(&format!("/proc/{}", self.pid)).exists() {
-                log::warn!("could not restore MemProfileRate: {e}");
-            }
-        }
-    }
-}
-
-impl Drop for SamplerGuard {
-    fn drop(&mut self) {
-        self.restore();
-    }
-}
 
 /// One attached process.
 pub struct Attachment {
