@@ -263,7 +263,7 @@ impl Session {
                 _ = ticker.tick() => {
                     // Before reading anything: addresses learnt from the program gotrace
                     // attached to mean nothing in the one a process has exec'd since.
-                    if !self.attachment.target.memory.same_program() && !exited(exit_fd.get_ref()) {
+                    if execed(&self.attachment.target, exit_fd.get_ref()) {
                         break StopReason::TargetExeced;
                     }
                     self.tick(Budget::Spaced);
@@ -350,11 +350,16 @@ fn drain(ring: &mut aya::maps::RingBuf<aya::maps::MapData>, model: &mut Model) {
     }
 }
 
-/// Whether the process behind `pidfd` has exited (its pidfd is readable then).
-fn exited(pidfd: &std::os::fd::OwnedFd) -> bool {
+/// Whether the target runs another program than the one gotrace attached to. An exiting
+/// process loses its address space too, before its pidfd says so: it is exec'd only if it
+/// still has an executable (a process past `exit_mm` has none) and has not exited.
+fn execed(target: &crate::target::Target, pidfd: &std::os::fd::OwnedFd) -> bool {
     use rustix::event::{poll, PollFd, PollFlags};
+    if target.memory.same_program() || std::fs::read_link(&target.exe_handle).is_err() {
+        return false;
+    }
     let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
-    poll(&mut fds, Some(&rustix::time::Timespec::default())).is_ok_and(|n| n > 0)
+    poll(&mut fds, Some(&rustix::time::Timespec::default())).is_ok_and(|n| n == 0)
 }
 
 fn readable<T: std::os::fd::AsRawFd>(inner: T) -> std::io::Result<AsyncFd<T>> {
