@@ -81,7 +81,7 @@ fn same_as_go(release: &str, variant: Variant) -> Result<()> {
     );
     for g in ours.goroutines.iter().filter(|g| g.goid != main_goid) {
         let ours = G {
-            state: g.state.clone(),
+            state: g.state.to_string(),
             frames: g
                 .frames
                 .iter()
@@ -90,7 +90,7 @@ fn same_as_go(release: &str, variant: Variant) -> Result<()> {
             created_by: g
                 .created_by
                 .as_ref()
-                .map(|c| (c.function.clone(), c.file.clone(), c.line)),
+                .map(|c| (c.site.function.clone(), c.site.file.clone(), c.site.line)),
         };
         assert_eq!(
             ours, go[&g.goid],

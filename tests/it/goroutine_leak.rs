@@ -115,7 +115,7 @@ fn goroutines_the_runtime_marked_leaked() -> Result<()> {
     let leaked = dump
         .goroutines
         .iter()
-        .filter(|g| g.state == "chan send (leaked)")
+        .filter(|g| &*g.state == "chan send (leaked)")
         .count();
     assert_eq!(leaked, 20, "{:#?}", dump.groups);
     let (session, reason) = tracing.finish()?;

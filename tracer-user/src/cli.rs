@@ -1,6 +1,6 @@
 //! Command-line definitions and the glue from arguments to library calls.
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{io::Write, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
@@ -277,11 +277,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Check(args) => check(args),
         Command::Dump(args) => {
             let dump = gotrace::dump::take(args.pid, args.system)?;
+            // Streamed: a million goroutines make half a gigabyte of JSON.
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&dump)?);
+                serde_json::to_writer_pretty(&mut out, &dump)?;
+                writeln!(out)?;
             } else {
-                print!("{}", dump.render(args.all));
+                out.write_all(dump.render(args.all).as_bytes())?;
             }
+            out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -17,7 +17,7 @@ use crate::{
     events::Event,
     goruntime::allgs::GSnapshot,
     model::Model,
-    observe::{Budget, Look, Observer},
+    observe::{Budget, GoroutineProfile, Look, Observer},
     probes::ProbeSelection,
     snapshot::{Parts, Snapshot, StopReason},
 };
@@ -79,8 +79,9 @@ pub struct Session {
     /// The detectors' verdicts as of the latest look, and every goroutine it saw.
     findings: Vec<Finding>,
     goroutines: Vec<GSnapshot>,
-    /// The goroutine profile taken at the end of `run`, while the target still ran.
-    goroutine_profile: Option<Vec<(Vec<u64>, u64)>>,
+    /// The goroutine profile taken at the end of `run`, while the target still ran
+    /// (`Some(None)`: it could not be read in time, or the target exec'd).
+    goroutine_profile: Option<Option<GoroutineProfile>>,
     options: AttachOptions,
     clock: Clock,
 }
@@ -116,7 +117,9 @@ impl Session {
             options,
             clock,
         };
-        session.tick(Budget::Spaced);
+        // The duration counts from here, this first look included.
+        let until = session.options.duration.map(|d| session.clock.started + d);
+        session.tick(Budget::Spaced, until);
         Ok(session)
     }
 
@@ -164,9 +167,9 @@ impl Session {
     pub fn snapshot(&self, reason: Option<StopReason>) -> Result<Snapshot> {
         let fresh;
         let stacks = match &self.goroutine_profile {
-            Some(p) => Some(p.as_slice()),
+            Some(p) => p.as_deref(),
             None => {
-                fresh = self.observer.goroutine_profile(&self.attachment);
+                fresh = self.observer.goroutine_profile(&self.attachment, None);
                 fresh.as_deref()
             }
         };
@@ -192,10 +195,13 @@ impl Session {
     }
 
     /// One pass of the pipeline: look, take it into the model, let the detectors judge.
-    fn tick(&mut self, budget: Budget) {
+    /// Reads stop at `until` (what was cut short is left out and counted).
+    fn tick(&mut self, budget: Budget, until: Option<Instant>) {
         let t = self.clock.started.elapsed().as_secs_f64();
         let known = self.model.known_channels();
-        let look: Look = self.observer.look(&self.attachment, t, &known, budget);
+        let look: Look = self
+            .observer
+            .look(&self.attachment, t, &known, budget, until);
         self.model.observe(&look);
         let att = &self.attachment;
         let cx = Context {
@@ -250,7 +256,7 @@ impl Session {
         let deadline = self
             .options
             .duration
-            .map(|d| tokio::time::Instant::now() + d);
+            .map(|d| tokio::time::Instant::from_std(self.clock.started + d));
         let mut ticker = tokio::time::interval(self.options.tick);
         ticker.tick().await;
         let mut last_hits = self.hit_snapshot();
@@ -266,7 +272,7 @@ impl Session {
                     if execed(&self.attachment.target, exit_fd.get_ref()) {
                         break StopReason::TargetExeced;
                     }
-                    self.tick(Budget::Spaced);
+                    self.tick(Budget::Spaced, deadline.map(|d| d.into_std()));
                     let hits = self.hit_snapshot();
                     let secs = last_tick.elapsed().as_secs_f64().max(1e-3);
                     let mut rates: Vec<(&'static str, f64)> = self
@@ -293,10 +299,16 @@ impl Session {
             }
         };
         // The final look at the runtime, then give the sampler back as it was.
-        if reason != StopReason::TargetExeced {
-            self.tick(Budget::Final);
-            self.goroutine_profile = self.observer.goroutine_profile(&self.attachment);
-        }
+        // The last look and the goroutine profile get a tick between them, whatever reading a
+        // million goroutines would cost: the session ends when it was told to.
+        self.goroutine_profile = Some(if reason == StopReason::TargetExeced {
+            None
+        } else {
+            let until = Instant::now() + self.options.tick;
+            self.tick(Budget::Final, Some(until));
+            self.observer
+                .goroutine_profile(&self.attachment, Some(until))
+        });
         self.attachment.restore_sampler();
         // Removing uprobes takes the kernel ~0.1 s each (an RCU grace period), while the other
         // probes keep firing: keep reading meanwhile, then take what is left.

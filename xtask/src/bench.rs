@@ -29,6 +29,9 @@ enum Which {
     /// keep changing at steady levels, and its resident set is sampled from /proc.
     #[command(after_help = crate::bench_soak::EXAMPLES)]
     Soak(SoakArgs),
+    /// gotrace on a million goroutines: dump and attach, wall time and peak RSS.
+    #[command(after_help = crate::bench_million::EXAMPLES)]
+    Million(crate::bench_million::MillionArgs),
 }
 
 pub use crate::bench_soak::SoakArgs;
@@ -133,6 +136,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Which::Overhead(a) => overhead(a),
         Which::Symbols(a) => crate::bench_symbols::run(a),
         Which::Soak(a) => crate::bench_soak::run(a),
+        Which::Million(a) => crate::bench_million::run(a),
     }
 }
 

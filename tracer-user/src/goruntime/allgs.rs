@@ -1,6 +1,8 @@
 //! The runtime's list of every goroutine (`runtime.allgs`), read from the target's memory
 //! without stopping it: a census (how many, how much stack) and per-goroutine snapshots.
 
+use std::time::Instant;
+
 use serde::Serialize;
 
 use super::{datasyms::DataSymbol, Field, Runtime};
@@ -128,6 +130,18 @@ impl AllGs {
 
     /// Every g in `allgs` (dead ones included: callers filter with [`GSnapshot::is_live`]).
     pub fn snapshot(&self, target: &Target) -> Result<Vec<GSnapshot>> {
+        Ok(self.snapshot_until(target, None)?.0)
+    }
+
+    /// The gs of `allgs` read before `until` (all of them when it is `None`), and whether that
+    /// was all of them. Read a chunk at a time and decoded at once, so that a million
+    /// goroutines cost their decoded snapshots (~100 bytes each), not their raw bytes too.
+    pub fn snapshot_until(
+        &self,
+        target: &Target,
+        until: Option<Instant>,
+    ) -> Result<(Vec<GSnapshot>, bool)> {
+        const CHUNK: usize = 4096;
         let mem = &target.memory;
         let ptr = mem.read_u64(self.allgs)?;
         let len = mem.read_u64(self.allgs + 8)?.min(MAX_GS) as usize;
@@ -137,11 +151,13 @@ impl AllGs {
             .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
             .collect();
         let o = self.offsets;
-        let gs = mem.read_many(&addrs, o.span)?;
-        Ok(addrs
-            .iter()
-            .zip(gs)
-            .map(|(&addr, g)| {
+        let mut out = Vec::with_capacity(addrs.len());
+        for chunk in addrs.chunks(CHUNK) {
+            if until.is_some_and(|t| Instant::now() >= t) {
+                return Ok((out, false));
+            }
+            let gs = mem.read_many(chunk, o.span)?;
+            out.extend(chunk.iter().zip(gs).map(|(&addr, g)| {
                 let w = |off: usize| read_u64(&g, off).unwrap_or(0);
                 GSnapshot {
                     addr,
@@ -159,8 +175,9 @@ impl AllGs {
                     sched_sp: w(o.sched + o.sched_sp),
                     sched_bp: w(o.sched + o.sched_bp),
                 }
-            })
-            .collect())
+            }));
+        }
+        Ok((out, true))
     }
 
     pub fn census(&self, target: &Target) -> Result<Census> {

@@ -39,6 +39,8 @@ pub struct Footprint {
 
 #[derive(Debug, Default)]
 pub struct Model {
+    /// Looks whose walk of every goroutine the session's deadline cut short.
+    pub looks_cut_short: u64,
     // From probe events.
     pub goroutines: Goroutines,
     pub channels: Channels,
@@ -99,6 +101,7 @@ impl Model {
 
     /// Takes in one look.
     pub(crate) fn observe(&mut self, look: &Look) {
+        self.looks_cut_short += u64::from(look.cut_short);
         if let Some(g) = &look.goroutines {
             self.peak_goroutines = self.peak_goroutines.max(Some(g.census.user));
             self.census = Some(g.census);

@@ -39,6 +39,9 @@ pub struct Look {
     pub pools: Option<Vec<PoolContents>>,
     /// Outstanding C allocations per stack (`--cgo-malloc`).
     pub c_stacks: Option<Vec<CStackLook>>,
+    /// The walk of every goroutine was cut short by the session's deadline (then `goroutines`
+    /// is `None`: a part of them would read as the rest having exited).
+    pub cut_short: bool,
 }
 
 /// Every goroutine at one instant.

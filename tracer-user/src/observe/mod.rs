@@ -51,6 +51,9 @@ struct Readers {
     pools: Option<PoolReader>,
 }
 
+/// Stacks (link-time return PCs, innermost first) of the user goroutines, with their counts.
+pub type GoroutineProfile = Vec<(Vec<u64>, u64)>;
+
 pub struct Observer {
     readers: Readers,
     tracebacks: Tracebacks,
@@ -125,6 +128,7 @@ impl Observer {
         t: f64,
         known_channels: &[u64],
         budget: Budget,
+        until: Option<Instant>,
     ) -> Look {
         let mut look = Look {
             t,
@@ -138,7 +142,7 @@ impl Observer {
             budget == Budget::Final || self.next_census.is_none_or(|next| Instant::now() >= next);
         if census_due && self.readers.allgs.is_some() {
             let begin = Instant::now();
-            self.read_goroutines(att, known_channels, &mut look);
+            self.read_goroutines(att, known_channels, &mut look, until);
             // A program with a million goroutines takes a while to read: keep within budget.
             self.next_census = Some(Instant::now() + begin.elapsed().div_f64(READ_BUDGET));
         }
@@ -171,11 +175,31 @@ impl Observer {
         look
     }
 
-    fn read_goroutines(&mut self, att: &Attachment, known_channels: &[u64], look: &mut Look) {
+    fn read_goroutines(
+        &mut self,
+        att: &Attachment,
+        known_channels: &[u64],
+        look: &mut Look,
+        until: Option<Instant>,
+    ) {
         let target = &att.target;
-        let Some(Ok(snapshot)) = self.readers.allgs.as_ref().map(|a| a.snapshot(target)) else {
+        let Some(Ok((snapshot, complete))) = self
+            .readers
+            .allgs
+            .as_ref()
+            .map(|a| a.snapshot_until(target, until))
+        else {
             return;
         };
+        // What follows (channels, stacks, the model) costs as much again: not begun late.
+        if !complete || until.is_some_and(|t| Instant::now() >= t) {
+            log::warn!(
+                "the walk of every goroutine was cut short by the deadline after {} goroutines",
+                snapshot.len()
+            );
+            look.cut_short = true;
+            return;
+        }
         let pcln = target.binary.pclntab();
         let gs: Vec<LookedG> = snapshot
             .into_iter()
@@ -226,7 +250,8 @@ impl Observer {
             })
             .collect();
         let mut wanted: Vec<&GSnapshot> = Vec::new();
-        let by_addr: HashMap<u64, &GSnapshot> = on_channels.iter().map(|g| (g.addr, *g)).collect();
+        // Waiters of the followed channels (a few), found among the blocked (maybe a million).
+        let mut waiters: Vec<u64> = Vec::new();
         if let Some(reader) = &self.readers.channels {
             let blocked_on = reader.blocked_on(target, &on_channels);
             for addr in blocked_on.into_iter().chain(known_channels.iter().copied()) {
@@ -249,14 +274,12 @@ impl Observer {
                 *cap = Some(state.cap);
                 let is_idle = state.len == 0 && state.senders == 0 && state.receivers == 0;
                 *idle = if is_idle { *idle + 1 } else { 0 };
-                for waiter in [state.a_sender, state.a_receiver].into_iter().flatten() {
-                    if let Some(g) = by_addr.get(&waiter) {
-                        wanted.push(g);
-                    }
-                }
+                waiters.extend([state.a_sender, state.a_receiver].into_iter().flatten());
                 channels.push(ChannelLook { addr: *addr, state });
                 *idle < IDLE_LOOKS && !state.closed
             });
+            let waiters: std::collections::HashSet<u64> = waiters.into_iter().collect();
+            wanted.extend(on_channels.iter().filter(|g| waiters.contains(&g.addr)));
             log::debug!("following {} channels", channels.len());
             look.channels = Some(channels);
         }
@@ -380,12 +403,22 @@ impl Observer {
 
     /// Every user goroutine's stack (link-time return PCs) with how many goroutines share it:
     /// Go's goroutine profile, read while the target runs.
-    pub fn goroutine_profile(&self, att: &Attachment) -> Option<Vec<(Vec<u64>, u64)>> {
+    /// Stacks of the user goroutines with their counts, read before `until` (`None` when
+    /// that was not enough for all of them: a part would misstate the shares).
+    pub fn goroutine_profile(
+        &self,
+        att: &Attachment,
+        until: Option<Instant>,
+    ) -> Option<GoroutineProfile> {
         let a = self.readers.allgs.as_ref()?;
         if !att.target.is_alive() {
             return None;
         }
-        let snapshot = a.snapshot(&att.target).ok()?;
+        let (snapshot, complete) = a.snapshot_until(&att.target, until).ok()?;
+        if !complete {
+            log::warn!("the goroutine profile was cut short by the deadline");
+            return None;
+        }
         let pcln = att.target.binary.pclntab();
         let user: Vec<_> = snapshot
             .iter()
@@ -398,10 +431,16 @@ impl Observer {
                 !is_system_goroutine(&start)
             })
             .collect();
-        let stacks = self.tracebacks.unwind(&att.target, &user).ok()?;
+        // A chunk at a time: a million goroutines never have their stacks in memory at once.
         let mut counts: HashMap<Vec<u64>, u64> = HashMap::new();
-        for s in stacks {
-            *counts.entry(s).or_default() += 1;
+        for chunk in user.chunks(4096) {
+            if until.is_some_and(|t| Instant::now() >= t) {
+                log::warn!("the goroutine profile was cut short by the deadline");
+                return None;
+            }
+            for s in self.tracebacks.unwind(&att.target, chunk).ok()? {
+                *counts.entry(s).or_default() += 1;
+            }
         }
         let mut v: Vec<_> = counts.into_iter().collect();
         v.sort_by_key(|(_, n)| std::cmp::Reverse(*n));

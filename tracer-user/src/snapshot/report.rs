@@ -110,6 +110,9 @@ pub struct SessionInfo {
     pub offsets_source: OffsetsSource,
     /// What gotrace itself holds: the entries of its bounded tables, and how many it evicted.
     pub footprint: Footprint,
+    /// Looks whose walk of every goroutine was cut short to end the session on time (a
+    /// program with a million goroutines takes seconds to read): their goroutines are left out.
+    pub looks_cut_short: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -270,6 +273,7 @@ impl Report {
                     .collect(),
                 offsets_source: att.runtime.offsets.source.clone(),
                 footprint: model.footprint(),
+                looks_cut_short: model.looks_cut_short,
             },
             counters: Counters {
                 goroutines_created: p.goroutines_created().unwrap_or(0),
