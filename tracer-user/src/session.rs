@@ -69,6 +69,8 @@ pub struct Summary {
 struct Clock {
     started: Instant,
     started_wall: SystemTime,
+    /// What the latest look at every goroutine took (seconds, at a million goroutines).
+    full_look: Duration,
 }
 
 pub struct Session {
@@ -100,6 +102,7 @@ impl Session {
         let clock = Clock {
             started: Instant::now(),
             started_wall: SystemTime::now(),
+            full_look: Duration::ZERO,
         };
         let observer = Observer::new(&attachment, clock.started_wall);
         let model = Model::new(
@@ -199,10 +202,14 @@ impl Session {
     fn tick(&mut self, budget: Budget, until: Option<Instant>) {
         let t = self.clock.started.elapsed().as_secs_f64();
         let known = self.model.known_channels();
+        let begin = Instant::now();
         let look: Look = self
             .observer
             .look(&self.attachment, t, &known, budget, until);
         self.model.observe(&look);
+        if look.goroutines.is_some() {
+            self.clock.full_look = begin.elapsed();
+        }
         let att = &self.attachment;
         let cx = Context {
             t,
@@ -295,7 +302,9 @@ impl Session {
                 }
                 _ = exit_fd.readable() => break StopReason::TargetExited,
                 _ = &mut stop => break StopReason::Stopped,
-                _ = sleep_until(deadline) => break StopReason::Duration,
+                // The last look begins as long before the deadline as a full one took, so
+                // that the session ends on time with every goroutine read.
+                _ = sleep_until(deadline.map(|d| d.checked_sub(self.clock.full_look).unwrap_or(d))) => break StopReason::Duration,
             }
         };
         // The final look at the runtime, then give the sampler back as it was.
@@ -304,7 +313,9 @@ impl Session {
         self.goroutine_profile = Some(if reason == StopReason::TargetExeced {
             None
         } else {
-            let until = Instant::now() + self.options.tick;
+            // At most a tick past the deadline (or past now, when stopped otherwise).
+            let now = Instant::now();
+            let until = deadline.map_or(now, |d| d.into_std().max(now)) + self.options.tick;
             self.tick(Budget::Final, Some(until));
             self.observer
                 .goroutine_profile(&self.attachment, Some(until))

@@ -1,6 +1,11 @@
 //! Small shared helpers.
 
-use std::{ops::Deref, sync::Arc};
+use std::{collections::HashMap, ops::Deref, sync::Arc};
+
+/// A map keyed by what the target's runtime hands out (goroutine ids, PCs, addresses), touched
+/// once per goroutine per look: a fast hash, where SipHash cost most of a look at a million
+/// goroutines.
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Immutable bytes shared between readers of one binary (a memory map, or a buffer in tests).
 #[derive(Clone)]

@@ -11,6 +11,7 @@ use super::capped::Capped;
 use crate::{
     goruntime::traceback::{G_LEAKED, G_WAITING},
     observe::GoroutineLook,
+    util::FastMap,
 };
 
 /// Points of a site's live count kept for its trend: two minutes at one look per second.
@@ -90,9 +91,9 @@ pub struct LiveSite {
 pub struct GoroutineSites {
     sites: Capped<u64, Site>,
     /// goid -> (first time seen blocked, wait reason), for the goroutines blocked now.
-    blocked_since: HashMap<u64, (f64, u8)>,
+    blocked_since: FastMap<u64, (f64, u8)>,
     /// goid -> (first time seen, alive at the first look), for the goroutines alive now.
-    first_seen: HashMap<u64, (f64, bool)>,
+    first_seen: FastMap<u64, (f64, bool)>,
     /// The runtime's names of wait reasons seen so far.
     wait_reasons: HashMap<u8, String>,
     looks: u64,
@@ -102,8 +103,8 @@ impl Default for GoroutineSites {
     fn default() -> Self {
         GoroutineSites {
             sites: Capped::new(MAX_SITES),
-            blocked_since: HashMap::new(),
-            first_seen: HashMap::new(),
+            blocked_since: FastMap::default(),
+            first_seen: FastMap::default(),
             wait_reasons: HashMap::new(),
             looks: 0,
         }
@@ -128,35 +129,57 @@ impl GoroutineSites {
         }
         let first_look = self.looks == 0;
         self.looks += 1;
-        let mut still_alive = HashMap::new();
-        let mut live: HashMap<u64, u64> = HashMap::new();
-        let mut still_blocked = HashMap::new();
+        // Per goroutine only cheap hashing (a million goroutines are read in a look): the
+        // sites' LRU is touched once per `go` statement, after.
+        let n = look.gs.len();
+        let mut still_alive = FastMap::with_capacity_and_hasher(n, Default::default());
+        let mut still_blocked = FastMap::with_capacity_and_hasher(n, Default::default());
+        let mut per_site: FastMap<u64, (Site, u64)> = FastMap::default();
         for g in look.user() {
-            *live.entry(g.gopc).or_default() += 1;
-            let site = self.sites.entry(g.gopc, || Site {
-                first_seen: t,
-                startpc: g.startpc,
-                ..Default::default()
+            let (acc, live) = per_site.entry(g.gopc).or_insert_with(|| {
+                (
+                    Site {
+                        startpc: g.startpc,
+                        ..Default::default()
+                    },
+                    0,
+                )
             });
+            *live += 1;
             let seen = *self.first_seen.get(&g.goid).unwrap_or(&(t, first_look));
             still_alive.insert(g.goid, seen);
-            site.ages.add(t - seen.0, seen.1);
+            acc.ages.add(t - seen.0, seen.1);
             if g.status == G_WAITING || g.status == G_LEAKED {
                 let since = match self.blocked_since.get(&g.goid) {
                     Some(&(since, reason)) if reason == g.waitreason => since,
                     _ => t,
                 };
                 still_blocked.insert(g.goid, (since, g.waitreason));
-                site.blocked += 1;
-                site.leaked += u64::from(g.status == G_LEAKED);
-                *site.reasons.entry(g.waitreason).or_default() += 1;
-                if site.oldest_blocked_since.is_none_or(|o| since < o) {
-                    site.oldest_blocked_since = Some(since);
+                acc.blocked += 1;
+                acc.leaked += u64::from(g.status == G_LEAKED);
+                *acc.reasons.entry(g.waitreason).or_default() += 1;
+                if acc.oldest_blocked_since.is_none_or(|o| since < o) {
+                    acc.oldest_blocked_since = Some(since);
                 }
-                if site.sample_stack.is_none() {
-                    site.sample_stack = look.stack(g.addr).map(<[u64]>::to_vec);
+                if acc.sample_stack.is_none() {
+                    acc.sample_stack = look.stack(g.addr).map(<[u64]>::to_vec);
                 }
             }
+        }
+        let mut live: FastMap<u64, u64> = FastMap::default();
+        for (gopc, (acc, n)) in per_site {
+            live.insert(gopc, n);
+            let site = self.sites.entry(gopc, || Site {
+                first_seen: t,
+                startpc: acc.startpc,
+                ..Default::default()
+            });
+            site.blocked = acc.blocked;
+            site.leaked = acc.leaked;
+            site.oldest_blocked_since = acc.oldest_blocked_since;
+            site.reasons = acc.reasons;
+            site.sample_stack = acc.sample_stack;
+            site.ages = acc.ages;
         }
         self.blocked_since = still_blocked;
         self.first_seen = still_alive;

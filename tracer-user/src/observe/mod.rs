@@ -25,6 +25,7 @@ use crate::{
         traceback::{Tracebacks, G_LEAKED, G_RUNNING, G_WAITING},
     },
     symbols::{native::NativeSymbols, Frame},
+    util::FastMap,
 };
 
 /// The share of one CPU gotrace allows itself for its heavier reads of the target's memory
@@ -61,7 +62,7 @@ pub struct Observer {
     /// Channels followed: how many looks each has been idle, and its capacity when first read.
     channels: HashMap<u64, (usize, Option<u64>)>,
     /// Start function names by entry PC.
-    functions: HashMap<u64, Arc<str>>,
+    functions: FastMap<u64, Arc<str>>,
     /// When the next walk of every goroutine, and of the heap's specials, may start.
     next_census: Option<Instant>,
     next_specials: Option<Instant>,
@@ -94,7 +95,7 @@ impl Observer {
             tracebacks: Tracebacks::new(target, runtime),
             started_wall,
             channels: HashMap::new(),
-            functions: HashMap::new(),
+            functions: FastMap::default(),
             next_census: None,
             next_specials: None,
             last_cycle: None,
@@ -227,27 +228,31 @@ impl Observer {
             census.stack_bytes += g.g.stack_hi.saturating_sub(g.g.stack_lo);
             census.user += u64::from(!g.system);
         }
-        let mut wait_reasons = HashMap::new();
+        let mut wait_reasons: HashMap<u8, String> = HashMap::new();
+        let mut seen = [false; 256];
         for g in gs
             .iter()
             .filter(|g| g.g.is_live() && g.g.status == G_WAITING)
         {
-            wait_reasons.entry(g.g.waitreason).or_insert_with(|| {
-                self.tracebacks
-                    .wait_reason(target, g.g.waitreason)
-                    .unwrap_or_default()
-            });
+            if !std::mem::replace(&mut seen[usize::from(g.g.waitreason)], true) {
+                wait_reasons.insert(
+                    g.g.waitreason,
+                    self.tracebacks
+                        .wait_reason(target, g.g.waitreason)
+                        .unwrap_or_default(),
+                );
+            }
         }
         // Goroutines blocked on channels, and the channels they wait on.
+        let mut on_channel = [false; 256];
+        for (code, r) in &wait_reasons {
+            on_channel[usize::from(*code)] =
+                r.starts_with("chan send") || r.starts_with("chan receive") || r == "select";
+        }
         let on_channels: Vec<&GSnapshot> = gs
             .iter()
             .map(|g| &g.g)
-            .filter(|g| g.status == G_WAITING)
-            .filter(|g| {
-                wait_reasons.get(&g.waitreason).is_some_and(|r| {
-                    r.starts_with("chan send") || r.starts_with("chan receive") || r == "select"
-                })
-            })
+            .filter(|g| g.status == G_WAITING && on_channel[usize::from(g.waitreason)])
             .collect();
         let mut wanted: Vec<&GSnapshot> = Vec::new();
         // Waiters of the followed channels (a few), found among the blocked (maybe a million).
@@ -284,7 +289,7 @@ impl Observer {
             look.channels = Some(channels);
         }
         // One blocked goroutine per `go` statement: the one waiting longest.
-        let mut per_site: HashMap<u64, &GSnapshot> = HashMap::new();
+        let mut per_site: FastMap<u64, &GSnapshot> = FastMap::default();
         for g in gs.iter().filter(|g| !g.system && g.g.is_live()) {
             if g.g.status != G_WAITING && g.g.status != G_LEAKED {
                 continue;
