@@ -99,30 +99,36 @@ fn exact_alloc_counts_every_path(release: &str, variant: Variant) -> Result<()> 
 
 #[test]
 fn sampler_go_1_19() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     sampler_counts_every_path("1.19", Variant::Default)
 }
 
 #[test]
 fn sampler_go_1_24_stripped() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     sampler_counts_every_path("1.24", Variant::Stripped)
 }
 
 #[test]
 fn sampler_go_1_27_stripped() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     sampler_counts_every_path("1.27", Variant::Stripped)
 }
 
 #[test]
 fn exact_alloc_go_1_19() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     exact_alloc_counts_every_path("1.19", Variant::Default)
 }
 
 #[test]
 fn exact_alloc_go_1_24() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     exact_alloc_counts_every_path("1.24", Variant::Default)
 }
 
 #[test]
 fn exact_alloc_go_1_27_stripped() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     exact_alloc_counts_every_path("1.27", Variant::Stripped)
 }

@@ -143,26 +143,31 @@ fn exact_counts(release: &str, variant: Variant) -> Result<()> {
 
 #[test]
 fn exact_counts_go_oldest() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     exact_counts(go::OLDEST, Variant::Default)
 }
 
 #[test]
 fn exact_counts_go_oldest_stripped() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     exact_counts(go::OLDEST, Variant::Stripped)
 }
 
 #[test]
 fn exact_counts_go_newest() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     exact_counts(go::NEWEST, Variant::Default)
 }
 
 #[test]
 fn exact_counts_go_newest_stripped_pie() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     exact_counts(go::NEWEST, Variant::StrippedPie)
 }
 
 #[test]
 fn exact_counts_go_1_26_pie() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     exact_counts("1.26", Variant::Pie)
 }
 
@@ -206,11 +211,13 @@ fn gone_from_disk(replace_with: Option<&str>) -> Result<()> {
 
 #[test]
 fn binary_deleted_after_start() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     gone_from_disk(None)
 }
 
 #[test]
 fn binary_replaced_after_start() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     gone_from_disk(Some(go::OLDEST))
 }
 
@@ -252,10 +259,12 @@ fn counts_without_probes(release: &str, variant: Variant) -> Result<()> {
 
 #[test]
 fn counts_without_probes_go_oldest_stripped() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     counts_without_probes(go::OLDEST, Variant::Stripped)
 }
 
 #[test]
 fn counts_without_probes_go_newest_pie() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     counts_without_probes(go::NEWEST, Variant::Pie)
 }

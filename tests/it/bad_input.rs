@@ -7,7 +7,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use gotrace_tests::{bpf, fixtures, go, gotrace_bin, GoProcess, Toolchain, Variant};
+use gotrace_tests::{bpf, children, fixtures, go, gotrace_bin, GoProcess, Toolchain, Variant};
 
 /// Runs `prefix... gotrace attach <pid> --duration 5s` and returns its output.
 fn attach_via(prefix: &[&str], pid: u32, extra: &[&str]) -> Result<Output> {
@@ -24,7 +24,7 @@ fn attach_via(prefix: &[&str], pid: u32, extra: &[&str]) -> Result<Output> {
     cmd.args(["attach", &pid.to_string(), "--duration", "5s", "--out"])
         .arg(&out_dir)
         .args(extra);
-    cmd.output().context("running gotrace")
+    children::output(&mut cmd).context("running gotrace")
 }
 
 /// The run failed with exit code 1 and exactly one stderr line that contains every needle.
@@ -50,8 +50,9 @@ fn events_fixture(release: &str, variant: Variant) -> Result<GoProcess> {
 
 #[test]
 fn dead_pid() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     let lock = bpf::exclusive();
-    let mut child = Command::new("true").spawn()?;
+    let mut child = children::spawn(&mut Command::new("true"))?;
     let pid = child.id();
     child.wait()?;
     let out = attach_via(&[], pid, &[])?;
@@ -61,8 +62,9 @@ fn dead_pid() -> Result<()> {
 
 #[test]
 fn not_a_go_program() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     let lock = bpf::exclusive();
-    let mut sleeper = Command::new("sleep").arg("30").spawn()?;
+    let mut sleeper = children::spawn(Command::new("sleep").arg("30"))?;
     let out = attach_via(&[], sleeper.id(), &[]);
     sleeper.kill()?;
     sleeper.wait()?;
@@ -106,6 +108,7 @@ fn unsupported_version(fake: &str, needles: &[&str]) -> Result<()> {
 
 #[test]
 fn go_release_without_known_offsets() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     // Stripped, so no DWARF to read offsets from; 1.20 is not in the generated table, and the
     // nearest older release's (1.19) does not fit this program (a Go 1.27 runtime): checked
     // on its live goroutines.
@@ -122,6 +125,7 @@ fn go_release_without_known_offsets() -> Result<()> {
 
 #[test]
 fn go_release_too_old() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     unsupported_version(
         "go1.17.3",
         &["go1.17.3", "oldest supported release is Go 1.19"],
@@ -130,9 +134,11 @@ fn go_release_too_old() -> Result<()> {
 
 #[test]
 fn missing_privileges() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     let lock = bpf::exclusive();
     let proc = events_fixture(go::NEWEST, Variant::Default)?;
-    // As `nobody`: an unprivileged user has none of CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE.
+    // As `nobody`: an unprivileged user has no capability at all (the capabilities that do
+    // suffice are tested in `privileges`).
     let nobody = [
         "setpriv",
         "--reuid=65534",
@@ -140,20 +146,33 @@ fn missing_privileges() -> Result<()> {
         "--clear-groups",
         "--inh-caps=-all",
     ];
-    // Probes need the BPF capabilities ...
+    // Probes need CAP_SYS_ADMIN, and this process is root's ...
     let out = attach_via(&nobody, proc.pid(), &["--goroutine-events"])?;
-    assert_one_line_error(&out, &["missing privileges", "CAP_BPF", "sudo"]);
-    // ... and reading another user's process needs ptrace rights, also without probes.
+    assert_one_line_error(
+        &out,
+        &[
+            "missing privileges",
+            "CAP_SYS_ADMIN",
+            "CAP_SYS_PTRACE",
+            "sudo setcap cap_sys_admin,cap_sys_ptrace+ep",
+        ],
+    );
+    // ... which, also without probes, takes CAP_SYS_PTRACE to read.
     let out = attach_via(&nobody, proc.pid(), &[])?;
     assert_one_line_error(
         &out,
-        &["cannot read the executable", "Permission denied", "sudo"],
+        &[
+            "missing privileges",
+            "CAP_SYS_PTRACE",
+            "sudo setcap cap_sys_ptrace+ep",
+        ],
     );
     lock.assert_nothing_loaded()
 }
 
 #[test]
 fn kernel_without_uprobes() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     let lock = bpf::exclusive();
     let proc = events_fixture(go::NEWEST, Variant::Default)?;
     // In a private mount namespace, hide the perf event sources the kernel exports: from
@@ -182,6 +201,7 @@ fn kernel_without_uprobes() -> Result<()> {
 /// library) still puts `MemProfileRate` back: the sampler guard restores it on every way out.
 #[test]
 fn error_after_the_sampler_was_turned_on_restores_it() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     let lock = bpf::exclusive();
     let exe = fixtures::build("heapsites", Toolchain::find(go::NEWEST)?, Variant::Stripped)?;
     let target = GoProcess::start(&exe, &[])?;

@@ -72,20 +72,24 @@ fn healthy_not_flagged(release: &str, variant: Variant) -> Result<()> {
 
 #[test]
 fn leak_flagged_go_oldest() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     leak_flagged("1.19", Variant::Default)
 }
 
 #[test]
 fn leak_flagged_go_newest_stripped() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     leak_flagged("1.27", Variant::Stripped)
 }
 
 #[test]
 fn healthy_not_flagged_go_newest() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     healthy_not_flagged("1.27", Variant::Default)
 }
 
 #[test]
 fn healthy_not_flagged_go_oldest_stripped() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     healthy_not_flagged("1.19", Variant::Stripped)
 }

@@ -90,30 +90,36 @@ fn healthy_not_flagged(release: &str, variant: Variant) -> Result<()> {
 
 #[test]
 fn backlog_flagged_go_oldest_stripped() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     backlog_flagged("1.19", Variant::Stripped)
 }
 
 #[test]
 fn backlog_flagged_go_newest() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     backlog_flagged("1.27", Variant::Default)
 }
 
 #[test]
 fn make_and_consumer_named_go_oldest() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     make_and_consumer_named("1.19", Variant::Default)
 }
 
 #[test]
 fn make_and_consumer_named_go_newest_stripped() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     make_and_consumer_named("1.27", Variant::Stripped)
 }
 
 #[test]
 fn healthy_not_flagged_go_newest_stripped() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     healthy_not_flagged("1.27", Variant::Stripped)
 }
 
 #[test]
 fn healthy_not_flagged_go_oldest() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     healthy_not_flagged("1.19", Variant::Default)
 }

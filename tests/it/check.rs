@@ -7,7 +7,7 @@ use std::{
 };
 
 use anyhow::Result;
-use gotrace_tests::{bpf, fixtures, go, gotrace_bin, GoProcess, Toolchain, Variant};
+use gotrace_tests::{bpf, children, fixtures, go, gotrace_bin, GoProcess, Toolchain, Variant};
 
 fn check(args: &[&str]) -> Result<Output> {
     let out = std::env::temp_dir().join(format!(
@@ -15,14 +15,16 @@ fn check(args: &[&str]) -> Result<Output> {
         std::process::id(),
         args.len()
     ));
-    Ok(Command::new(gotrace_bin())
-        .arg("check")
+    // stdout not even piped: a command `check` leaves behind must not hold the test up.
+    let mut cmd = Command::new(gotrace_bin());
+    cmd.arg("check")
         .arg("--out")
         .arg(&out)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .output()?)
+        .stderr(Stdio::piped());
+    Ok(children::spawn(&mut cmd)?.wait_with_output()?)
 }
 
 fn goleak() -> Result<String> {
@@ -35,6 +37,7 @@ fn goleak() -> Result<String> {
 
 #[test]
 fn leaking_command_fails_with_the_reason() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     let lock = bpf::exclusive();
     let exe = goleak()?;
     let o = check(&[
@@ -59,6 +62,7 @@ fn leaking_command_fails_with_the_reason() -> Result<()> {
 
 #[test]
 fn healthy_command_passes() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     let lock = bpf::exclusive();
     let exe = goleak()?;
     let o = check(&["--duration", "12s", "--", &exe, "-mode", "pool"])?;
@@ -70,6 +74,7 @@ fn healthy_command_passes() -> Result<()> {
 
 #[test]
 fn thresholds_fail_a_running_process() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     let lock = bpf::exclusive();
     let exe = fixtures::build("heapsites", Toolchain::find(go::OLDEST)?, Variant::Default)?;
     let mut proc = GoProcess::start(&exe, &[])?;
@@ -110,6 +115,7 @@ fn thresholds_fail_a_running_process() -> Result<()> {
 
 #[test]
 fn failing_command_fails_the_check() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     let lock = bpf::exclusive();
     let exe = goleak()?;
     // Traced for 3 s, then exits with status 4.
@@ -139,6 +145,7 @@ fn failing_command_fails_the_check() -> Result<()> {
 /// passes. An unknown pattern is a usage error.
 #[test]
 fn detectors_can_be_switched_off_and_tuned() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     let lock = bpf::exclusive();
     let exe = goleak()?;
     let off = check(&[

@@ -8,7 +8,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use gotrace_tests::{bpf, fixtures, go, gotrace_bin, GoProcess, Toolchain, Variant};
+use gotrace_tests::{bpf, children, fixtures, go, gotrace_bin, GoProcess, Toolchain, Variant};
 use serde_json::Value;
 
 fn workload() -> Result<GoProcess> {
@@ -31,13 +31,14 @@ fn spawn_attach(
     std::process::Child,
     std::io::Lines<BufReader<std::process::ChildStderr>>,
 )> {
-    let mut gotrace = Command::new(gotrace_bin())
-        .args(["attach", &pid.to_string()])
-        .args(extra)
-        .arg("--out")
-        .arg(out)
-        .stderr(Stdio::piped())
-        .spawn()?;
+    let mut gotrace = children::spawn(
+        Command::new(gotrace_bin())
+            .args(["attach", &pid.to_string()])
+            .args(extra)
+            .arg("--out")
+            .arg(out)
+            .stderr(Stdio::piped()),
+    )?;
     let mut stderr = BufReader::new(gotrace.stderr.take().unwrap()).lines();
     let first = stderr.next().context("gotrace printed nothing")??;
     assert!(first.starts_with("gotrace: attached to"), "{first}");
@@ -69,31 +70,35 @@ fn stops_cleanly_on(signal: libc::c_int) -> Result<()> {
 
 #[test]
 fn sigint_detaches_and_writes_the_report() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     stops_cleanly_on(libc::SIGINT)
 }
 
 #[test]
 fn sigterm_detaches_and_writes_the_report() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     stops_cleanly_on(libc::SIGTERM)
 }
 
 #[test]
 fn duration_and_json_on_stdout() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     let lock = bpf::exclusive();
     let target = workload()?;
     let out = tempdir("duration");
-    let output = Command::new(gotrace_bin())
-        .args([
-            "attach",
-            &target.pid().to_string(),
-            "--duration",
-            "1s",
-            "--json",
-            "--quiet",
-            "--out",
-        ])
-        .arg(&out)
-        .output()?;
+    let output = children::output(
+        Command::new(gotrace_bin())
+            .args([
+                "attach",
+                &target.pid().to_string(),
+                "--duration",
+                "1s",
+                "--json",
+                "--quiet",
+                "--out",
+            ])
+            .arg(&out),
+    )?;
     assert!(
         output.status.success(),
         "{}",
@@ -127,6 +132,7 @@ fn duration_and_json_on_stdout() -> Result<()> {
 
 #[test]
 fn ends_when_the_target_exits() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     let lock = bpf::exclusive();
     let exe = fixtures::build("events", Toolchain::find(go::OLDEST)?, Variant::Default)?;
     let mut target = GoProcess::start(&exe, &["-goroutines", "5"])?;
@@ -146,8 +152,9 @@ fn ends_when_the_target_exits() -> Result<()> {
 
 #[test]
 fn help_shows_examples() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     for args in [&["--help"][..], &["attach", "--help"][..]] {
-        let out = Command::new(gotrace_bin()).args(args).output()?;
+        let out = children::output(Command::new(gotrace_bin()).args(args))?;
         assert!(out.status.success());
         let text = String::from_utf8(out.stdout)?;
         assert!(text.contains("Examples:"), "{text}");
@@ -179,6 +186,7 @@ fn tempdir(tag: &str) -> std::path::PathBuf {
 
 #[test]
 fn inspect_a_stripped_file_without_privileges() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     let exe = fixtures::build("events", Toolchain::find(go::NEWEST)?, Variant::StrippedPie)?;
     let nobody = [
         "--reuid=65534",
@@ -186,12 +194,13 @@ fn inspect_a_stripped_file_without_privileges() -> Result<()> {
         "--clear-groups",
         "--inh-caps=-all",
     ];
-    let out = Command::new("setpriv")
-        .args(nobody)
-        .arg(gotrace_bin())
-        .args(["inspect", "--json"])
-        .arg(&exe)
-        .output()?;
+    let out = children::output(
+        Command::new("setpriv")
+            .args(nobody)
+            .arg(gotrace_bin())
+            .args(["inspect", "--json"])
+            .arg(&exe),
+    )?;
     assert!(
         out.status.success(),
         "{}",
@@ -215,10 +224,7 @@ fn inspect_a_stripped_file_without_privileges() -> Result<()> {
         assert!(!probe["sites"].as_array().unwrap().is_empty(), "{probe}");
     }
     // The text form names every probe.
-    let text = Command::new(gotrace_bin())
-        .arg("inspect")
-        .arg(&exe)
-        .output()?;
+    let text = children::output(Command::new(gotrace_bin()).arg("inspect").arg(&exe))?;
     let text = String::from_utf8(text.stdout)?;
     for name in [
         "goroutine-create",
@@ -234,10 +240,13 @@ fn inspect_a_stripped_file_without_privileges() -> Result<()> {
 
 #[test]
 fn inspect_a_process_and_bad_files() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     let target = workload()?;
-    let out = Command::new(gotrace_bin())
-        .args(["inspect", "--json", &target.pid().to_string()])
-        .output()?;
+    let out = children::output(Command::new(gotrace_bin()).args([
+        "inspect",
+        "--json",
+        &target.pid().to_string(),
+    ]))?;
     assert!(
         out.status.success(),
         "{}",
@@ -256,10 +265,7 @@ fn inspect_a_process_and_bad_files() -> Result<()> {
         ("/etc/passwd".into(), "not an ELF executable"),
         (truncated.clone(), "truncated or corrupt"),
     ] {
-        let out = Command::new(gotrace_bin())
-            .arg("inspect")
-            .arg(&file)
-            .output()?;
+        let out = children::output(Command::new(gotrace_bin()).arg("inspect").arg(&file))?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{file:?}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -277,6 +283,7 @@ fn inspect_a_process_and_bad_files() -> Result<()> {
 /// flamegraphs, the live flamegraph, and `gotrace record`.
 #[test]
 fn heap_files_and_record() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     let lock = bpf::exclusive();
     let tc = Toolchain::find(go::NEWEST)?;
     let exe = fixtures::build("heapsites", tc, Variant::Stripped)?;
@@ -302,11 +309,7 @@ fn heap_files_and_record() -> Result<()> {
     let rest: Vec<String> = stderr.map_while(|l| l.ok()).collect();
     assert!(gotrace.wait()?.success(), "{rest:?}");
     let pprof_top = |file: &std::path::Path| -> Result<String> {
-        let o = tc
-            .command()
-            .args(["tool", "pprof", "-top"])
-            .arg(file)
-            .output()?;
+        let o = children::output(tc.command().args(["tool", "pprof", "-top"]).arg(file))?;
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         Ok(String::from_utf8(o.stdout)?)
     };
@@ -336,33 +339,35 @@ fn heap_files_and_record() -> Result<()> {
 
     // record: no eBPF at all, the same profile format.
     let recorded = out.join("recorded.pb.gz");
-    let o = Command::new(gotrace_bin())
-        .args([
-            "record",
-            &target.pid().to_string(),
-            "--duration",
-            "1s",
-            "--quiet",
-            "-o",
-        ])
-        .arg(&recorded)
-        .output()?;
+    let o = children::output(
+        Command::new(gotrace_bin())
+            .args([
+                "record",
+                &target.pid().to_string(),
+                "--duration",
+                "1s",
+                "--quiet",
+                "-o",
+            ])
+            .arg(&recorded),
+    )?;
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(pprof_top(&recorded)?.contains("heapwork.retainBig"));
 
     // check: the same snapshot through the same writer, so the same files and report fields.
     let checked = tempdir("heapfiles-check");
-    let o = Command::new(gotrace_bin())
-        .args([
-            "check",
-            "--pid",
-            &target.pid().to_string(),
-            "--duration",
-            "1s",
-        ])
-        .args(["--fail-on", "none", "--out"])
-        .arg(&checked)
-        .output()?;
+    let o = children::output(
+        Command::new(gotrace_bin())
+            .args([
+                "check",
+                "--pid",
+                &target.pid().to_string(),
+                "--duration",
+                "1s",
+            ])
+            .args(["--fail-on", "none", "--out"])
+            .arg(&checked),
+    )?;
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let files = |dir: &std::path::Path| -> Result<Vec<String>> {
         let mut v: Vec<String> = std::fs::read_dir(dir)?

@@ -17,7 +17,7 @@ use gotrace::{
         Offsets,
     },
 };
-use gotrace_tests::{fixtures, go::MATRIX, Toolchain, Variant};
+use gotrace_tests::{children, fixtures, go::MATRIX, Toolchain, Variant};
 
 fn open(path: &std::path::Path) -> Result<GoBinary> {
     Ok(GoBinary::open(path, &path.display().to_string())?)
@@ -25,11 +25,12 @@ fn open(path: &std::path::Path) -> Result<GoBinary> {
 
 fn strip_copy(exe: &std::path::Path) -> Result<std::path::PathBuf> {
     let out = exe.with_extension("objcopy-stripped");
-    let status = Command::new("objcopy")
-        .arg("--strip-all")
-        .arg(exe)
-        .arg(&out)
-        .status()?;
+    let status = children::status(
+        Command::new("objcopy")
+            .arg("--strip-all")
+            .arg(exe)
+            .arg(&out),
+    )?;
     ensure!(status.success(), "objcopy --strip-all {}", exe.display());
     Ok(out)
 }
@@ -67,6 +68,7 @@ fn check(tc: &Toolchain, variant: Variant) -> Result<usize> {
 
 #[test]
 fn decoded_addresses_match_the_symbol_table() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     let mut checked = 0;
     for tc in MATRIX {
         for variant in [Variant::Default, Variant::Pie] {
@@ -79,6 +81,7 @@ fn decoded_addresses_match_the_symbol_table() -> Result<()> {
 
 #[test]
 fn linker_stripped_builds_have_every_variable() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     for tc in MATRIX {
         for variant in [Variant::Stripped, Variant::StrippedPie] {
             let exe = fixtures::build("offsets", *tc, variant)?;

@@ -115,27 +115,32 @@ fn same_as_go(release: &str, variant: Variant) -> Result<()> {
 
 #[test]
 fn same_as_go_dump_oldest() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     same_as_go(go::OLDEST, Variant::Default)
 }
 
 #[test]
 fn same_as_go_dump_oldest_stripped() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     same_as_go(go::OLDEST, Variant::Stripped)
 }
 
 #[test]
 fn same_as_go_dump_newest() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     same_as_go(go::NEWEST, Variant::Default)
 }
 
 #[test]
 fn same_as_go_dump_newest_stripped_pie() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     same_as_go(go::NEWEST, Variant::StrippedPie)
 }
 
 /// `go f(x)` starts in a `gowrapN` closure from Go 1.22: gotrace names `f`.
 #[test]
 fn goroutine_function_sees_through_gowrap() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     let exe = fixtures::build(
         "goroutines",
         Toolchain::find(go::NEWEST)?,

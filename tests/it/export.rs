@@ -31,7 +31,7 @@ use gotrace::{
     pprof::{self, proto, Executable, Mapping},
     symbols::{Frame, Symbolizer},
 };
-use gotrace_tests::{fixtures, go, Toolchain, Variant};
+use gotrace_tests::{children, fixtures, go, Toolchain, Variant};
 
 const SAMPLE_TYPES: [&str; 4] = [
     "alloc_objects",
@@ -68,12 +68,13 @@ fn snapshot(tc: Toolchain, variant: Variant, rate: u64) -> Result<Snapshot> {
         .join(format!("go{}-{}-rate{rate}", tc.release, variant.name()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let out = Command::new(&exe)
-        .arg(format!("-rate={rate}"))
-        .arg("-out")
-        .arg(&dir)
-        .output()
-        .with_context(|| format!("running {}", exe.display()))?;
+    let out = children::output(
+        Command::new(&exe)
+            .arg(format!("-rate={rate}"))
+            .arg("-out")
+            .arg(&dir),
+    )
+    .with_context(|| format!("running {}", exe.display()))?;
     ensure!(
         out.status.success(),
         "{} failed: {}",
@@ -118,12 +119,7 @@ fn open(path: &Path) -> Result<std::sync::Arc<GoBinary>> {
 
 /// `go tool pprof <args> <file>` of the toolchain that built the binary.
 fn pprof(tc: Toolchain, args: &[&str], file: &Path) -> Result<String> {
-    let out = tc
-        .command()
-        .args(["tool", "pprof"])
-        .args(args)
-        .arg(file)
-        .output()
+    let out = children::output(tc.command().args(["tool", "pprof"]).args(args).arg(file))
         .context("running go tool pprof")?;
     ensure!(
         out.status.success(),
@@ -137,25 +133,19 @@ fn pprof(tc: Toolchain, args: &[&str], file: &Path) -> Result<String> {
 /// `go tool pprof -http` serving `file`: each of `pages` fetched, with its body. The web UI
 /// is what most users open; it must render the file, not only the text reports.
 fn pprof_http(tc: Toolchain, file: &Path, pages: &[&str]) -> Result<Vec<String>> {
-    use std::{
-        io::{Read, Write},
-        os::unix::process::CommandExt,
-    };
+    use std::io::{Read, Write};
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let mut server = tc
-        .command()
-        .args(["tool", "pprof", "-no_browser", &format!("-http={addr}")])
-        .arg(file)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        // Its own process group: `go tool` runs pprof as a child, which killing `go` alone
-        // would leave listening.
-        .process_group(0)
-        .spawn()
-        .context("running go tool pprof -http")?;
+    let mut server = children::spawn(
+        tc.command()
+            .args(["tool", "pprof", "-no_browser", &format!("-http={addr}")])
+            .arg(file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped()),
+    )
+    .context("running go tool pprof -http")?;
     let result = (|| {
         let started = std::time::Instant::now();
         let get = |page: &str| -> Result<String> {
@@ -188,9 +178,8 @@ fn pprof_http(tc: Toolchain, file: &Path, pages: &[&str]) -> Result<Vec<String>>
             })
             .collect()
     })();
-    // SAFETY: kill(2) on the process group this function created.
-    unsafe { libc::kill(-(server.id() as i32), libc::SIGKILL) };
-    let _ = server.wait();
+    // `go tool` runs pprof as its child: killing `go` alone would leave pprof listening.
+    children::kill_group(&mut server);
     result
 }
 
@@ -419,7 +408,7 @@ fn expected_build_id(tc: Toolchain, go_profile: &proto::Profile, exe: &Path) -> 
     if !go_id.is_empty() {
         return Ok(go_id.clone());
     }
-    let out = tc.command().args(["tool", "buildid"]).arg(exe).output()?;
+    let out = children::output(tc.command().args(["tool", "buildid"]).arg(exe))?;
     ensure!(out.status.success(), "go tool buildid failed");
     Ok(String::from_utf8(out.stdout)?.trim().to_string())
 }
@@ -702,6 +691,7 @@ fn compare_with_go(tc: Toolchain, variant: Variant, rate: u64) -> Result<()> {
 
 #[test]
 fn heap_profile_matches_go_newest() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     let tc = Toolchain::find(go::NEWEST)?;
     for variant in [Variant::Default, Variant::Pie] {
         for rate in [1, 4096] {
@@ -713,6 +703,7 @@ fn heap_profile_matches_go_newest() -> Result<()> {
 
 #[test]
 fn heap_profile_matches_go_oldest() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     let tc = Toolchain::find(go::OLDEST)?;
     for variant in [Variant::Default, Variant::Pie] {
         for rate in [1, 4096] {
@@ -727,6 +718,7 @@ fn heap_profile_matches_go_oldest() -> Result<()> {
 /// the function's first instruction).
 #[test]
 fn synthetic_heap_profile_from_pclntab() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     let tc = Toolchain::find(go::NEWEST)?;
     let exe_path = fixtures::build("heapdump", tc, Variant::Default)?;
     let binary = open(&exe_path)?;

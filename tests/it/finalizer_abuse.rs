@@ -84,25 +84,30 @@ fn abuse_flagged_without_probes(release: &str, variant: Variant) -> Result<()> {
 
 #[test]
 fn abuse_flagged_without_probes_go_newest() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     abuse_flagged_without_probes("1.27", Variant::Default)
 }
 
 #[test]
 fn abuse_flagged_go_oldest() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     abuse_flagged("1.19", Variant::Default)
 }
 
 #[test]
 fn abuse_flagged_go_newest_stripped() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     abuse_flagged("1.27", Variant::Stripped)
 }
 
 #[test]
 fn healthy_not_flagged_go_newest() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     healthy_not_flagged("1.27", Variant::Default)
 }
 
 #[test]
 fn healthy_not_flagged_go_oldest_stripped() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     healthy_not_flagged("1.19", Variant::Stripped)
 }

@@ -72,21 +72,25 @@ fn pool_not_flagged(release: &str, variant: Variant) -> Result<()> {
 
 #[test]
 fn leak_flagged_go_oldest_stripped() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     leak_flagged("1.19", Variant::Stripped)
 }
 
 #[test]
 fn leak_flagged_go_newest() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     leak_flagged("1.27", Variant::Default)
 }
 
 #[test]
 fn healthy_pool_not_flagged_go_newest_stripped() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     pool_not_flagged("1.27", Variant::Stripped)
 }
 
 #[test]
 fn healthy_pool_not_flagged_go_oldest() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     pool_not_flagged("1.19", Variant::Default)
 }
 
@@ -94,6 +98,7 @@ fn healthy_pool_not_flagged_go_oldest() -> Result<()> {
 /// marks goroutines it proved leaked: gotrace reports them as such, and so does its dump.
 #[test]
 fn goroutines_the_runtime_marked_leaked() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     let lock = bpf::exclusive();
     let exe = fixtures::build("goleakrt", Toolchain::find("1.27")?, Variant::Stripped)?;
     let mut proc = GoProcess::start(&exe, &[])?;
@@ -136,6 +141,7 @@ fn goroutines_the_runtime_marked_leaked() -> Result<()> {
 /// memory: 3 servers started by main, each starting 5 handlers.
 #[test]
 fn goroutine_tree_and_ages() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     let lock = bpf::exclusive();
     let exe = fixtures::build("gotree", Toolchain::find("1.27")?, Variant::Stripped)?;
     let mut proc = GoProcess::start(&exe, &[])?;

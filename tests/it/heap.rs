@@ -9,7 +9,7 @@ use gotrace::{
     goruntime::heapprof::DEFAULT_RATE, probes::ProbeSelection, snapshot::Report, AttachOptions,
     Session,
 };
-use gotrace_tests::{bpf, fixtures, trace, GoProcess, Toolchain, Variant};
+use gotrace_tests::{bpf, children, fixtures, trace, GoProcess, Toolchain, Variant};
 
 const PKG: &str = "gotrace.dev/fixtures/internal/heapwork.";
 const MIB: f64 = 1024.0 * 1024.0;
@@ -24,18 +24,18 @@ struct Shares {
 /// total of alloc_space.
 fn pprof_shares(tc: &Toolchain, profile: &std::path::Path) -> Result<Shares> {
     let top = |index: &str| -> Result<String> {
-        let out = tc
-            .command()
-            .args([
-                "tool",
-                "pprof",
-                "-top",
-                "-nodefraction=0",
-                "-nodecount=1000",
-            ])
-            .arg(format!("-sample_index={index}"))
-            .arg(profile)
-            .output()?;
+        let out = children::output(
+            tc.command()
+                .args([
+                    "tool",
+                    "pprof",
+                    "-top",
+                    "-nodefraction=0",
+                    "-nodecount=1000",
+                ])
+                .arg(format!("-sample_index={index}"))
+                .arg(profile),
+        )?;
         if !out.status.success() {
             bail!("go tool pprof: {}", String::from_utf8_lossy(&out.stderr));
         }
@@ -212,31 +212,37 @@ fn matches_truth_when_sampler_off(release: &str, variant: Variant) -> Result<()>
 
 #[test]
 fn go_own_profile_1_19() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     matches_go_own_profile("1.19", Variant::Default)
 }
 
 #[test]
 fn go_own_profile_1_24_stripped() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     matches_go_own_profile("1.24", Variant::Stripped)
 }
 
 #[test]
 fn go_own_profile_1_27_stripped_pie() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     matches_go_own_profile("1.27", Variant::StrippedPie)
 }
 
 #[test]
 fn sampler_off_1_19_stripped() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     matches_truth_when_sampler_off("1.19", Variant::Stripped)
 }
 
 #[test]
 fn sampler_off_1_24() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     matches_truth_when_sampler_off("1.24", Variant::Default)
 }
 
 #[test]
 fn sampler_off_1_27_stripped() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     matches_truth_when_sampler_off("1.27", Variant::Stripped)
 }
 
@@ -244,6 +250,7 @@ fn sampler_off_1_27_stripped() -> Result<()> {
 /// and the report says why.
 #[test]
 fn read_only_never_writes() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     let lock = bpf::exclusive();
     let options = AttachOptions {
         read_only: true,
@@ -273,6 +280,7 @@ fn read_only_never_writes() -> Result<()> {
 /// A batch retained once gets one GC cycle older with every cycle; churned objects stay young.
 #[test]
 fn object_age_grows_with_each_gc() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     let lock = bpf::exclusive();
     const CYCLES: u32 = 8;
     let options = AttachOptions {
@@ -323,6 +331,7 @@ fn object_age_grows_with_each_gc() -> Result<()> {
 
 #[test]
 fn gc_telemetry_counts_forced_cycles() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     let lock = bpf::exclusive();
     let options = AttachOptions {
         tick: Duration::from_millis(50),

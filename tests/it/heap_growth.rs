@@ -54,20 +54,24 @@ fn steady_not_flagged(release: &str, variant: Variant) -> Result<()> {
 
 #[test]
 fn growth_flagged_go_oldest_stripped() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     growth_flagged("1.19", Variant::Stripped)
 }
 
 #[test]
 fn growth_flagged_go_newest() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     growth_flagged("1.27", Variant::Default)
 }
 
 #[test]
 fn steady_not_flagged_go_newest_stripped() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     steady_not_flagged("1.27", Variant::Stripped)
 }
 
 #[test]
 fn steady_not_flagged_go_oldest() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     steady_not_flagged("1.19", Variant::Default)
 }

@@ -114,40 +114,48 @@ fn closure(release: &str, variant: Variant) -> Result<()> {
 
 #[test]
 fn syncmap_go_oldest() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     syncmap("1.19", Variant::Default)
 }
 
 #[test]
 fn syncmap_go_newest_stripped() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     syncmap("1.27", Variant::Stripped)
 }
 
 #[test]
 fn syncpool_go_oldest_stripped() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     syncpool("1.19", Variant::Stripped)
 }
 
 #[test]
 fn syncpool_go_newest() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     syncpool("1.27", Variant::Default)
 }
 
 #[test]
 fn syncpool_oversized_go_oldest_pie() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     syncpool_oversized("1.19", Variant::Pie)
 }
 
 #[test]
 fn syncpool_oversized_go_newest_stripped() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     syncpool_oversized("1.27", Variant::Stripped)
 }
 
 #[test]
 fn closure_go_oldest() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     closure("1.19", Variant::Default)
 }
 
 #[test]
 fn closure_go_newest_stripped() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     closure("1.27", Variant::Stripped)
 }

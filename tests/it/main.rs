@@ -16,6 +16,7 @@ mod heap;
 mod heap_growth;
 mod heap_patterns;
 mod nearest_release;
+mod privileges;
 mod sampler;
 mod symbols;
 mod unchanged_behaviour;

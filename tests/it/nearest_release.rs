@@ -40,6 +40,7 @@ fn write_exe(path: &Path, data: &[u8]) -> Result<()> {
 
 #[test]
 fn newer_release_uses_the_proven_part_of_the_nearest_table() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     let lock = bpf::exclusive();
     let exe = as_release(go::NEWEST, "go1.28.1")?;
     let mut proc = GoProcess::start(&exe, &["-goroutines", "3"])?;
@@ -90,6 +91,7 @@ fn newer_release_uses_the_proven_part_of_the_nearest_table() -> Result<()> {
 
 #[test]
 fn nearest_table_that_does_not_fit_is_refused() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     // A Go 1.21 runtime claiming to be 1.20: the nearest table (1.19) puts g.startpc elsewhere.
     let exe = as_release("1.21", "go1.20.13")?;
     let proc = GoProcess::start(&exe, &[])?;

@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use gotrace::{attach::SamplerState, probes::ProbeSelection, AttachOptions, Session, StopReason};
-use gotrace_tests::{fixtures, go, gotrace_bin, trace, GoProcess, Toolchain, Variant};
+use gotrace_tests::{children, fixtures, go, gotrace_bin, trace, GoProcess, Toolchain, Variant};
 
 const DEFAULT: u64 = 512 * 1024;
 
@@ -40,6 +40,7 @@ fn state(session: &Session) -> SamplerState {
 
 #[test]
 fn overlapping_sessions_leave_the_programs_own_rate() -> Result<()> {
+    let _children = children::guard();
     let mut proc = sampler_fixture(&["-rate", "0"])?;
     let pid = proc.pid();
     let a = Session::attach(pid, options(None, false))?;
@@ -90,15 +91,17 @@ fn overlapping_sessions_leave_the_programs_own_rate() -> Result<()> {
 
 #[test]
 fn a_session_killed_with_sigkill_is_known_to_the_next() -> Result<()> {
+    let _children = children::guard();
     let mut proc = sampler_fixture(&["-rate", "0"])?;
     let pid = proc.pid();
-    let mut gotrace = Command::new(gotrace_bin())
-        .args(["attach", &pid.to_string(), "--quiet", "--out"])
-        .arg(std::env::temp_dir().join(format!("gotrace-sigkill-{pid}")))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
+    let mut gotrace = children::spawn(
+        Command::new(gotrace_bin())
+            .args(["attach", &pid.to_string(), "--quiet", "--out"])
+            .arg(std::env::temp_dir().join(format!("gotrace-sigkill-{pid}")))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )?;
     let begin = Instant::now();
     while rate(&mut proc)? != DEFAULT {
         if begin.elapsed() > Duration::from_secs(30) {
@@ -133,6 +136,7 @@ fn a_session_killed_with_sigkill_is_known_to_the_next() -> Result<()> {
 
 #[test]
 fn an_exec_ends_the_session_and_nothing_is_written_into_the_new_program() -> Result<()> {
+    let _children = children::guard();
     let mut proc = sampler_fixture(&["-rate", "0"])?;
     let tracing = trace::start(proc.pid(), options(None, false))?;
     assert_eq!(rate(&mut proc)?, DEFAULT);
@@ -152,6 +156,7 @@ fn an_exec_ends_the_session_and_nothing_is_written_into_the_new_program() -> Res
 
 #[test]
 fn a_rate_the_program_sets_is_followed_as_go_does() -> Result<()> {
+    let _children = children::guard();
     // Go's own sampler at 512 KiB (the fixture links runtime/pprof), then the program samples
     // every allocation.
     let mut proc = sampler_fixture(&[])?;
@@ -182,12 +187,13 @@ fn a_rate_the_program_sets_is_followed_as_go_does() -> Result<()> {
 
 /// Flat in-use bytes of `function` in a heap profile, as `go tool pprof` reads it.
 fn go_inuse_bytes(profile: &std::path::Path, function: &str) -> Result<u64> {
-    let out = Toolchain::find(go::NEWEST)?
-        .command()
-        .args(["tool", "pprof", "-top", "-nodefraction=0", "-unit=byte"])
-        .arg("-sample_index=inuse_space")
-        .arg(profile)
-        .output()?;
+    let out = children::output(
+        Toolchain::find(go::NEWEST)?
+            .command()
+            .args(["tool", "pprof", "-top", "-nodefraction=0", "-unit=byte"])
+            .arg("-sample_index=inuse_space")
+            .arg(profile),
+    )?;
     let text = String::from_utf8(out.stdout)?;
     text.lines()
         .find(|l| l.split_whitespace().last() == Some(function))

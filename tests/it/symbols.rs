@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Context, Result};
 use gotrace::{binary::GoBinary, SharedBytes};
-use gotrace_tests::{fixtures, go::MATRIX, Toolchain, Variant};
+use gotrace_tests::{children, fixtures, go::MATRIX, Toolchain, Variant};
 
 /// Builds (once per test binary) fixture `name` with `toolchain` in `variant`. The lock keeps
 /// parallel tests from building the same binary twice on a 2-core machine.
@@ -50,6 +50,7 @@ fn open(path: &std::path::Path) -> Result<std::sync::Arc<GoBinary>> {
 /// `gofunc` is checked there by the inline-frame test, which needs it to read inline trees.
 #[test]
 fn moduledata_matches_symbol_table() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     use gotrace::{
         binary::Moduledata,
         goruntime::{Offsets, OffsetsSource},
@@ -133,7 +134,7 @@ struct Stack {
 /// Runs the `inline` fixture: its load bias (runtime address of `main.main` minus its
 /// link-time address) and its stacks.
 fn inline_stacks(exe: &std::path::Path, bin: &GoBinary) -> Result<(u64, Vec<Stack>)> {
-    let out = std::process::Command::new(exe).output()?;
+    let out = children::output(&mut std::process::Command::new(exe))?;
     anyhow::ensure!(out.status.success(), "{} failed", exe.display());
     let text = String::from_utf8(out.stdout)?;
     let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16);
@@ -260,6 +261,7 @@ fn check_inline_frames(
 
 #[test]
 fn inline_frames_pclntab() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     for tc in MATRIX {
         for variant in Variant::ALL {
             let n = check_inline_frames(*tc, variant, gotrace::symbols::Source::Pclntab)?;
@@ -271,6 +273,7 @@ fn inline_frames_pclntab() -> Result<()> {
 
 #[test]
 fn inline_frames_dwarf() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     for tc in MATRIX {
         for variant in [Variant::Default, Variant::Pie] {
             let n = check_inline_frames(*tc, variant, gotrace::symbols::Source::Dwarf)?;
@@ -315,13 +318,13 @@ fn go_addr2line(
     pcs: &[u64],
 ) -> Result<Vec<(String, String, u32)>> {
     use std::io::Write;
-    let mut child = tc
-        .command()
-        .args(["tool", "addr2line"])
-        .arg(exe)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
+    let mut child = children::spawn(
+        tc.command()
+            .args(["tool", "addr2line"])
+            .arg(exe)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped()),
+    )?;
     let mut stdin = child.stdin.take().unwrap();
     let input: String = pcs.iter().map(|pc| format!("{pc:#x}\n")).collect();
     let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
@@ -489,6 +492,7 @@ fn go119_dwarf_gap(bin: &GoBinary, pc: u64, in_wrapper: bool) -> bool {
 
 #[test]
 fn pcs_match_go_addr2line() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     let mut failures = Vec::new();
     for tc in MATRIX {
         for variant in Variant::ALL {
@@ -545,6 +549,7 @@ fn load_and_symbolize(data: Vec<u8>) -> Option<gotrace::Error> {
 /// inline trees, at positions from a fixed pseudo-random sequence.
 #[test]
 fn truncated_and_corrupt_binaries_fail_cleanly() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     let cases = [
         ("1.19", Variant::Default),
         ("1.21", Variant::StrippedPie),
@@ -641,10 +646,8 @@ fn truncated_and_corrupt_binaries_fail_cleanly() -> Result<()> {
 /// unstripped file (which it can, by the symbols) is the oracle for the stripped one.
 #[test]
 fn externally_linked_stripped_pie_matches_go_addr2line() -> Result<()> {
-    let gcc_missing = std::process::Command::new("gcc")
-        .arg("--version")
-        .output()
-        .is_err();
+    let _children = gotrace_tests::children::guard();
+    let gcc_missing = children::output(std::process::Command::new("gcc").arg("--version")).is_err();
     if gcc_missing {
         gotrace_tests::go::install_debian(&["gcc", "libc6-dev"])?;
     }
@@ -667,30 +670,31 @@ fn externally_linked_stripped_pie_matches_go_addr2line() -> Result<()> {
         if !fresh {
             tc.ensure()?;
             std::fs::create_dir_all(&dir)?;
-            let out = tc
-                .command()
-                .current_dir(fixtures::fixtures_dir())
-                .env("CGO_ENABLED", "1")
-                .args([
-                    "build",
-                    "-buildmode=pie",
-                    "-ldflags=-linkmode=external",
-                    "-o",
-                ])
-                .arg(&exe)
-                .arg("./inline")
-                .output()?;
+            let out = children::output(
+                tc.command()
+                    .current_dir(fixtures::fixtures_dir())
+                    .env("CGO_ENABLED", "1")
+                    .args([
+                        "build",
+                        "-buildmode=pie",
+                        "-ldflags=-linkmode=external",
+                        "-o",
+                    ])
+                    .arg(&exe)
+                    .arg("./inline"),
+            )?;
             anyhow::ensure!(
                 out.status.success(),
                 "Go {}: external link failed: {}",
                 tc.release,
                 String::from_utf8_lossy(&out.stderr)
             );
-            let status = std::process::Command::new("strip")
-                .arg("-o")
-                .arg(&stripped)
-                .arg(&exe)
-                .status()?;
+            let status = children::status(
+                std::process::Command::new("strip")
+                    .arg("-o")
+                    .arg(&stripped)
+                    .arg(&exe),
+            )?;
             anyhow::ensure!(status.success(), "strip failed");
         }
         let bin = open(&stripped)?;
@@ -734,6 +738,7 @@ fn externally_linked_stripped_pie_matches_go_addr2line() -> Result<()> {
 /// lookups (each PC asked twice, far apart) exactly as one that remembers them all.
 #[test]
 fn cache_is_bounded_and_transparent() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     use gotrace::symbols::Symbolizer;
     let exe = fixture(
         "inline",

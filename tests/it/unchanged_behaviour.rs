@@ -67,20 +67,24 @@ fn unchanged(release: &str, variant: Variant) -> Result<()> {
 
 #[test]
 fn unchanged_go_oldest() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     unchanged(go::OLDEST, Variant::Default)
 }
 
 #[test]
 fn unchanged_go_newest() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     unchanged(go::NEWEST, Variant::Default)
 }
 
 #[test]
 fn unchanged_go_newest_stripped() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     unchanged(go::NEWEST, Variant::Stripped)
 }
 
 #[test]
 fn unchanged_go_1_24_stripped_pie() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
     unchanged("1.24", Variant::StrippedPie)
 }

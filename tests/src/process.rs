@@ -26,12 +26,12 @@ impl GoProcess {
     }
 
     pub fn start_with(cmd: &mut Command) -> Result<Self> {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("starting {cmd:?}"))?;
+        let mut child = crate::children::spawn(
+            cmd.stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit()),
+        )
+        .with_context(|| format!("starting {cmd:?}"))?;
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -120,10 +120,8 @@ impl GoProcess {
 }
 
 impl Drop for GoProcess {
+    /// Kills the fixture's whole process group: the fixture and anything it started.
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        crate::children::kill_group(&mut self.child);
     }
 }

@@ -53,8 +53,13 @@ pub enum Error {
         reason: String,
     },
 
-    #[error("missing privileges: {missing} (run as root: `sudo gotrace ...`, or grant CAP_BPF, CAP_PERFMON and CAP_SYS_PTRACE)")]
-    Privileges { missing: String },
+    #[error("missing privileges: uid {uid} lacks {missing}; run as root (`sudo gotrace ...`) or grant the capabilities: `sudo setcap {grant}+ep {exe}`")]
+    Privileges {
+        uid: u32,
+        missing: String,
+        grant: &'static str,
+        exe: String,
+    },
 
     #[error("this kernel cannot place uprobes ({detail}); gotrace needs Linux 5.8+ with CONFIG_UPROBE_EVENTS=y and BPF ring buffers")]
     NoUprobeSupport { detail: String },

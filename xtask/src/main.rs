@@ -40,6 +40,9 @@ enum Command {
 }
 
 fn main() -> Result<()> {
+    // The test kit starts fixtures and toolchains only under a guard, which also kills what
+    // they leave behind when xtask ends.
+    let _children = gotrace_tests::children::guard();
     match Cli::parse().command {
         Command::Setup => setup::run(),
         Command::Demo(args) => demo::run(args),

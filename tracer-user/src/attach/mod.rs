@@ -41,8 +41,8 @@ impl Attachment {
     pub fn new(pid: u32, probes: &ProbeSelection, sampler: SamplerRequest) -> Result<Self> {
         let begin = Instant::now();
         let bpf = !probes.is_empty();
+        privileges::check(pid, bpf)?;
         if bpf {
-            privileges::check()?;
             privileges::check_kernel()?;
         }
         let target = Target::open(pid)?;
