@@ -11,6 +11,7 @@ mod datasyms;
 mod dump;
 mod export;
 mod finalizer_abuse;
+mod goroutine_counts;
 mod goroutine_leak;
 mod heap;
 mod heap_growth;

@@ -9,10 +9,11 @@ use serde::Serialize;
 use crate::{
     error::Result,
     goruntime::{
-        allgs::{is_system_goroutine, AllGs, GSnapshot},
+        allgs::{AllGs, GSnapshot},
         traceback::{self, show_frame, Tracebacks},
         Offsets, Runtime,
     },
+    observe::{Classifier, LookedG},
     symbols::Symbolizer,
     target::Target,
 };
@@ -82,32 +83,29 @@ pub fn take(pid: u32, system: bool) -> Result<Dump> {
     let snapshot = allgs.snapshot(&target)?;
     let tracebacks = Tracebacks::new(&target, &runtime);
     let sym = Symbolizer::new(target.binary.clone());
-    build(&target, &snapshot, &tracebacks, &sym, system)
+    build(&target, snapshot, &tracebacks, &sym, system)
 }
 
 /// Builds the dump of a snapshot of `allgs`.
 pub fn build(
     target: &Target,
-    snapshot: &[GSnapshot],
+    snapshot: Vec<GSnapshot>,
     tracebacks: &Tracebacks,
     sym: &Symbolizer,
     system: bool,
 ) -> Result<Dump> {
     let pcln = target.binary.pclntab();
-    let live: Vec<&GSnapshot> = snapshot.iter().filter(|g| g.is_live()).collect();
-    let stacks = tracebacks.unwind(target, &live)?;
+    let classified = Classifier::default().classify(pcln, snapshot);
+    let live: Vec<&LookedG> = classified
+        .iter()
+        .filter(|g| g.g.is_live() && (system || !g.system))
+        .collect();
+    let stacks = tracebacks.unwind(target, &live.iter().map(|g| &g.g).collect::<Vec<_>>())?;
     let now = monotonic_ns();
     let wrapper_id = Offsets::func_id_wrapper(target.binary.version());
     let mut goroutines = Vec::new();
-    for (g, stack) in live.iter().zip(stacks) {
-        let start = pcln
-            .func_for_pc(g.startpc)
-            .map(|f| f.name)
-            .unwrap_or_default();
-        let is_system = is_system_goroutine(&start);
-        if is_system && !system {
-            continue;
-        }
+    for (looked, stack) in live.iter().zip(stacks) {
+        let g = &looked.g;
         let state = match g.status {
             traceback::G_WAITING | traceback::G_LEAKED if g.waitreason != 0 => {
                 let reason = tracebacks
@@ -166,7 +164,7 @@ pub fn build(
             goid: g.goid,
             state,
             waiting_s,
-            system: is_system,
+            system: looked.system,
             frames,
             created_by,
         });

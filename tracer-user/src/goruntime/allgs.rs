@@ -10,6 +10,9 @@ use crate::{error::Result, target::Target, util::read_u64};
 const G_IDLE: u32 = 0;
 /// `_Gdead`: a g on a free list, not a goroutine.
 const G_DEAD: u32 = 6;
+/// `_Gdeadextra` (Go 1.26+): the g of an idle extra M, kept for C threads calling into Go;
+/// before 1.26 such a g was `_Gdead`. Not a goroutine until a C thread calls back.
+const G_DEAD_EXTRA: u32 = 11;
 /// Set in the status while the GC scans the stack; not a state of its own.
 const G_SCAN: u32 = 0x1000;
 /// More than any real program has; guards against misreading the slice header.
@@ -25,6 +28,13 @@ pub struct Census {
     /// Bytes of stack held by those goroutines (their `stack.hi - stack.lo`): what leaked
     /// goroutines cost while the heap looks calm.
     pub stack_bytes: u64,
+}
+
+impl Census {
+    /// The runtime's own goroutines.
+    pub fn system(&self) -> u64 {
+        self.all - self.user
+    }
 }
 
 /// One goroutine as read from its `g`.
@@ -52,7 +62,7 @@ pub struct GSnapshot {
 
 impl GSnapshot {
     pub fn is_live(&self) -> bool {
-        self.status != G_DEAD && self.status != G_IDLE
+        !matches!(self.status, G_DEAD | G_IDLE | G_DEAD_EXTRA)
     }
 }
 
@@ -162,32 +172,15 @@ impl AllGs {
             })
             .collect())
     }
-
-    pub fn census(&self, target: &Target) -> Result<Census> {
-        Ok(census_of(&self.snapshot(target)?, target))
-    }
 }
 
-/// Counts the live goroutines of a snapshot.
-pub fn census_of(snapshot: &[GSnapshot], target: &Target) -> Census {
-    let pcln = target.binary.pclntab();
-    let mut census = Census::default();
-    for g in snapshot.iter().filter(|g| g.is_live()) {
-        census.all += 1;
-        census.stack_bytes += g.stack_hi.saturating_sub(g.stack_lo);
-        let start = pcln
-            .func_for_pc(g.startpc)
-            .map(|f| f.name)
-            .unwrap_or_default();
-        if !is_system_goroutine(&start) {
-            census.user += 1;
-        }
-    }
-    census
-}
-
-/// The runtime's `isSystemGoroutine`: goroutines started in package runtime, except the main
-/// goroutine (and the finalizer goroutine while it runs a user finalizer, not modelled here).
+/// The runtime's `isSystemGoroutine` as `newproc1` evaluates it when a goroutine starts, which
+/// decides whether `runtime.NumGoroutine` counts it (`sched.ngsys`): goroutines started in
+/// package runtime, except the main goroutine (and `corostart`, `handleAsyncEvent`). The
+/// finalizer goroutine and the cleanup goroutines (1.25+) are system by this rule, and
+/// `NumGoroutine` never counts them; Go's goroutine profile counts one of them while it runs
+/// user code (a finalizer, a cleanup), which gotrace does not tell apart: its profile lacks
+/// that goroutine then. Holds for Go 1.19 to 1.27 (runtime/traceback.go, proc.go).
 pub fn is_system_goroutine(start_function: &str) -> bool {
     start_function.starts_with("runtime.")
         && !matches!(

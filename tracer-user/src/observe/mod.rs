@@ -10,12 +10,12 @@ use std::{
     time::{Instant, SystemTime},
 };
 
-pub use look::{CStackLook, ChannelLook, GoroutineLook, Look, LookedG};
+pub use look::{census, CStackLook, ChannelLook, Classifier, GoroutineLook, Look, LookedG};
 
 use crate::{
     attach::Attachment,
     goruntime::{
-        allgs::{is_system_goroutine, AllGs, Census, GSnapshot},
+        allgs::{AllGs, Census, GSnapshot},
         channels::ChannelReader,
         finalizers::{is_finalizer_goroutine, FinalizerQueue},
         gcstats::GcReader,
@@ -57,8 +57,7 @@ pub struct Observer {
     started_wall: SystemTime,
     /// Channels followed: how many looks each has been idle, and its capacity when first read.
     channels: HashMap<u64, (usize, Option<u64>)>,
-    /// Start function names by entry PC.
-    functions: HashMap<u64, Arc<str>>,
+    classifier: Classifier,
     /// When the next walk of every goroutine, and of the heap's specials, may start.
     next_census: Option<Instant>,
     next_specials: Option<Instant>,
@@ -91,7 +90,7 @@ impl Observer {
             tracebacks: Tracebacks::new(target, runtime),
             started_wall,
             channels: HashMap::new(),
-            functions: HashMap::new(),
+            classifier: Classifier::default(),
             next_census: None,
             next_specials: None,
             last_cycle: None,
@@ -103,10 +102,16 @@ impl Observer {
 
     /// A quick count of the goroutines (at attach).
     pub fn census(&self, att: &Attachment) -> Option<Census> {
-        self.readers
-            .allgs
-            .as_ref()
-            .and_then(|a| a.census(&att.target).ok())
+        Some(census(&self.goroutines(att)?))
+    }
+
+    /// Every g of `allgs`, classified.
+    fn goroutines(&self, att: &Attachment) -> Option<Vec<LookedG>> {
+        let snapshot = self.readers.allgs.as_ref()?.snapshot(&att.target).ok()?;
+        Some(
+            self.classifier
+                .classify(att.target.binary.pclntab(), snapshot),
+        )
     }
 
     pub fn goids_created(&self, att: &Attachment) -> Option<u64> {
@@ -173,36 +178,10 @@ impl Observer {
 
     fn read_goroutines(&mut self, att: &Attachment, known_channels: &[u64], look: &mut Look) {
         let target = &att.target;
-        let Some(Ok(snapshot)) = self.readers.allgs.as_ref().map(|a| a.snapshot(target)) else {
+        let Some(gs) = self.goroutines(att) else {
             return;
         };
-        let pcln = target.binary.pclntab();
-        let gs: Vec<LookedG> = snapshot
-            .into_iter()
-            .map(|g| {
-                let start_function = self
-                    .functions
-                    .entry(g.startpc)
-                    .or_insert_with(|| {
-                        pcln.func_for_pc(g.startpc)
-                            .map(|f| f.name)
-                            .unwrap_or_default()
-                            .into()
-                    })
-                    .clone();
-                LookedG {
-                    system: is_system_goroutine(&start_function),
-                    start_function,
-                    g,
-                }
-            })
-            .collect();
-        let mut census = Census::default();
-        for g in gs.iter().filter(|g| g.g.is_live()) {
-            census.all += 1;
-            census.stack_bytes += g.g.stack_hi.saturating_sub(g.g.stack_lo);
-            census.user += u64::from(!g.system);
-        }
+        let census = census(&gs);
         let mut wait_reasons = HashMap::new();
         for g in gs
             .iter()
@@ -262,7 +241,7 @@ impl Observer {
         }
         // One blocked goroutine per `go` statement: the one waiting longest.
         let mut per_site: HashMap<u64, &GSnapshot> = HashMap::new();
-        for g in gs.iter().filter(|g| !g.system && g.g.is_live()) {
+        for g in gs.iter().filter(|g| g.is_user()) {
             if g.g.status != G_WAITING && g.g.status != G_LEAKED {
                 continue;
             }
@@ -381,23 +360,11 @@ impl Observer {
     /// Every user goroutine's stack (link-time return PCs) with how many goroutines share it:
     /// Go's goroutine profile, read while the target runs.
     pub fn goroutine_profile(&self, att: &Attachment) -> Option<Vec<(Vec<u64>, u64)>> {
-        let a = self.readers.allgs.as_ref()?;
         if !att.target.is_alive() {
             return None;
         }
-        let snapshot = a.snapshot(&att.target).ok()?;
-        let pcln = att.target.binary.pclntab();
-        let user: Vec<_> = snapshot
-            .iter()
-            .filter(|g| g.is_live())
-            .filter(|g| {
-                let start = pcln
-                    .func_for_pc(g.startpc)
-                    .map(|f| f.name)
-                    .unwrap_or_default();
-                !is_system_goroutine(&start)
-            })
-            .collect();
+        let gs = self.goroutines(att)?;
+        let user: Vec<&GSnapshot> = gs.iter().filter(|g| g.is_user()).map(|g| &g.g).collect();
         let stacks = self.tracebacks.unwind(&att.target, &user).ok()?;
         let mut counts: HashMap<Vec<u64>, u64> = HashMap::new();
         for s in stacks {

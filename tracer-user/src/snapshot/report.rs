@@ -134,11 +134,17 @@ pub struct GoroutineReport {
     /// Stack bytes held by live goroutines at attach and at the end.
     pub stack_in_use_at_start: Option<u64>,
     pub stack_in_use_at_end: Option<u64>,
-    /// All goroutines (runtime ones included) when gotrace attached, read from `allgs`.
+    /// The program's goroutines when gotrace attached, read from `allgs`: what
+    /// `runtime.NumGoroutine`, `go_goroutines` and Go's goroutine profile count (the
+    /// runtime's own left out, see `system_at_start`).
     pub live_at_start: Option<u64>,
     /// The same at the end: counted again if the target still runs, else the count at attach
     /// plus created minus exited.
     pub live_at_end: Option<u64>,
+    /// The runtime's own goroutines (GC workers, the finalizer goroutine...) at attach and at
+    /// the latest count.
+    pub system_at_start: Option<u64>,
+    pub system_at_end: Option<u64>,
     /// Goroutines created while attached, per `go` statement, most first (with
     /// `--goroutine-events`, which sees every one).
     pub created_by_site: Vec<GoSite>,
@@ -295,8 +301,10 @@ impl Report {
                 tree: goroutine_tree(p.goroutines, sym),
                 stack_in_use_at_start: model.census_at_start.map(|c| c.stack_bytes),
                 stack_in_use_at_end: model.census.map(|c| c.stack_bytes),
-                live_at_start: model.census_at_start.map(|c| c.all),
+                live_at_start: model.census_at_start.map(|c| c.user),
                 live_at_end: p.live_goroutines().map(|n| n.max(0) as u64),
+                system_at_start: model.census_at_start.map(|c| c.system()),
+                system_at_end: model.census.map(|c| c.system()),
                 created_by_site,
                 live_by_site: model
                     .goroutine_sites
