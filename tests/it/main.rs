@@ -16,6 +16,7 @@ mod goroutine_leak;
 mod heap;
 mod heap_growth;
 mod heap_patterns;
+mod names;
 mod nearest_release;
 mod symbols;
 mod unchanged_behaviour;

@@ -14,7 +14,7 @@ use crate::{
         Offsets, Runtime,
     },
     observe::{Classifier, LookedG},
-    symbols::Symbolizer,
+    symbols::{pclntab::func_name_for_print, Symbolizer},
     target::Target,
 };
 
@@ -102,7 +102,10 @@ pub fn build(
         .collect();
     let stacks = tracebacks.unwind(target, &live.iter().map(|g| &g.g).collect::<Vec<_>>())?;
     let now = monotonic_ns();
-    let wrapper_id = Offsets::func_id_wrapper(target.binary.version());
+    let version = target.binary.version();
+    let wrapper_id = Offsets::func_id_wrapper(version);
+    // Go's traceback prints a generic function's shape arguments as `[...]`.
+    let print_name = |name: String| func_name_for_print(&name, version).into_owned();
     let mut goroutines = Vec::new();
     for (looked, stack) in live.iter().zip(stacks) {
         let g = &looked.g;
@@ -139,7 +142,7 @@ pub fn build(
                     continue;
                 }
                 frames.push(DumpFrame {
-                    function: f.function,
+                    function: print_name(f.function),
                     file: f.file,
                     line: f.line,
                     offset: outer.then(|| entry.map(|e| pc - e)).flatten(),
@@ -152,7 +155,7 @@ pub fn build(
             let f = creator;
             CreatedBy {
                 parent_goid: g.parent_goid,
-                function: f.function,
+                function: print_name(f.function),
                 file: f.file,
                 line: f.line,
                 offset: pcln

@@ -148,6 +148,15 @@ impl AllGs {
             .collect();
         let o = self.offsets;
         let gs = mem.read_many(&addrs, o.span)?;
+        // A zero pc is no pc (the g of a C thread calling into Go has neither), also in a
+        // PIE, where subtracting the load bias would make it an address.
+        let link_time = |pc: u64| {
+            if pc == 0 {
+                0
+            } else {
+                pc.wrapping_sub(self.load_bias)
+            }
+        };
         Ok(addrs
             .iter()
             .zip(gs)
@@ -160,8 +169,8 @@ impl AllGs {
                         & !G_SCAN,
                     waitreason: g[o.waitreason],
                     waitsince: w(o.waitsince) as i64,
-                    startpc: w(o.startpc).wrapping_sub(self.load_bias),
-                    gopc: w(o.gopc).wrapping_sub(self.load_bias),
+                    startpc: link_time(w(o.startpc)),
+                    gopc: link_time(w(o.gopc)),
                     parent_goid: o.parent_goid.map(w),
                     stack_lo: w(o.stack),
                     stack_hi: w(o.stack + o.stack_hi),
