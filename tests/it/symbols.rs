@@ -198,6 +198,8 @@ fn check_inline_frames(
     };
     let pcln = bin.pclntab();
     let wrapper = gotrace::goruntime::Offsets::func_id_wrapper(bin.version());
+    // `runtime.CallersFrames` prints names as tracebacks do (`pkg.F[...]`).
+    let print = |name: &str| func_name_for_print(name, bin.version()).into_owned();
     let mut checked = 0;
     let mut inlined = 0;
     for stack in &stacks {
@@ -218,7 +220,7 @@ fn check_inline_frames(
             let frames = sym.caller_frames(link_pc);
             let ours: Vec<(String, String, u32)> = frames
                 .iter()
-                .map(|f| (f.function.clone(), f.file.clone(), f.line))
+                .map(|f| (print(&f.function), f.file.clone(), f.line))
                 .collect();
             let theirs = &stack.frames[n..(n + ours.len()).min(stack.frames.len())];
             assert_eq!(
@@ -240,11 +242,8 @@ fn check_inline_frames(
                     physical.name
                 );
             } else {
-                assert_eq!(
-                    last.function,
-                    func_name_for_print(&physical.name, bin.version()),
-                    "{ctx}: PC #{n}"
-                );
+                // The symbol name, as Go's profiles have it.
+                assert_eq!(last.function, physical.name, "{ctx}: PC #{n}");
             }
             inlined += ours.len() - 1;
             checked += 1;
@@ -421,7 +420,8 @@ fn compare_with_addr2line(
                     first.file, first.line
                 ));
             }
-            let outer_ok = (last.function == func_name_for_print(func, bin.version())
+            let outer_ok = (func_name_for_print(&last.function, bin.version())
+                == func_name_for_print(func, bin.version())
                 && !last.inlined)
                 || (last.inlined && is_wrapper);
             (!outer_ok).then(|| format!("outermost {last:?} vs addr2line {func}"))

@@ -153,7 +153,8 @@ pub fn gotrace_goexit1(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// `runtime.chansend(c *hchan, ep unsafe.Pointer, block bool, callerpc uintptr)`: c in RAX.
+/// `runtime.chansend(c *hchan, ep unsafe.Pointer, block bool, callerpc uintptr)`: c in RAX,
+/// callerpc in RDI.
 #[uprobe]
 pub fn gotrace_chansend(ctx: ProbeContext) -> u32 {
     let cfg = config();
@@ -166,8 +167,10 @@ pub fn gotrace_chansend(ctx: ProbeContext) -> u32 {
             chan,
             qcount: read_u64(chan + cfg.hchan_qcount),
             dataqsiz: read_u64(chan + cfg.hchan_dataqsiz),
-            // The probe sits before the frame is set up, so [RSP] is the return address.
-            caller_pc: read_u64(r.rsp),
+            // `callerpc` (RDI): what chansend1, selectnbsend and reflect pass, the return
+            // address into the function with the send statement. [RSP] would point into
+            // chansend1, the runtime's wrapper.
+            caller_pc: r.rdi,
         },
     );
     0

@@ -490,11 +490,10 @@ fn print_heap_top(report: &Report, n: usize) {
         h.inuse_objects,
         human_bytes(h.alloc_bytes)
     );
-    for s in h.top.iter().take(n) {
+    for s in h.by_site().iter().take(n) {
         let age = s
-            .age
-            .as_ref()
-            .map(|a| format!(", oldest {} GC cycles", a.oldest))
+            .oldest
+            .map(|oldest| format!(", oldest {oldest} GC cycles"))
             .unwrap_or_default();
         eprintln!(
             "  {:>10} in use {:>10} allocated  {}{age}",

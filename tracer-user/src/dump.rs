@@ -13,11 +13,12 @@ use serde::Serialize;
 use crate::{
     error::Result,
     goruntime::{
-        allgs::{is_system_goroutine, AllGs, GSnapshot},
+        allgs::{AllGs, GSnapshot},
         traceback::{self, show_frame, Tracebacks},
         Offsets, Runtime,
     },
-    symbols::Symbolizer,
+    observe::{Classifier, LookedG},
+    symbols::{pclntab::func_name_for_print, Symbolizer},
     target::Target,
 };
 
@@ -93,7 +94,7 @@ pub fn take(pid: u32, system: bool) -> Result<Dump> {
     let snapshot = allgs.snapshot(&target)?;
     let tracebacks = Tracebacks::new(&target, &runtime);
     let sym = Symbolizer::new(target.binary.clone());
-    build(&target, &snapshot, &tracebacks, &sym, system)
+    build(&target, snapshot, &tracebacks, &sym, system)
 }
 
 /// Builds the dump of a snapshot of `allgs`, a chunk of goroutines at a time: stacks are
@@ -102,42 +103,25 @@ pub fn take(pid: u32, system: bool) -> Result<Dump> {
 /// strings each (5.6 s and 821 MB peak before, for a million).
 pub fn build(
     target: &Target,
-    snapshot: &[GSnapshot],
+    snapshot: Vec<GSnapshot>,
     tracebacks: &Tracebacks,
     sym: &Symbolizer,
     system: bool,
 ) -> Result<Dump> {
     const CHUNK: usize = 4096;
     let pcln = target.binary.pclntab();
+    let classified = Classifier::default().classify(pcln, snapshot);
+    let live: Vec<&LookedG> = classified
+        .iter()
+        .filter(|g| g.g.is_live() && (system || !g.system))
+        .collect();
     let now = monotonic_ns();
     let mut made = Made::default();
     let mut goroutines = Vec::new();
-    let live: Vec<&GSnapshot> = snapshot
-        .iter()
-        .filter(|g| g.is_live())
-        .filter(|g| {
-            system || {
-                let start = made.start_functions.entry(g.startpc).or_insert_with(|| {
-                    let name = pcln
-                        .func_for_pc(g.startpc)
-                        .map(|f| f.name)
-                        .unwrap_or_default();
-                    is_system_goroutine(&name)
-                });
-                !*start
-            }
-        })
-        .collect();
     for chunk in live.chunks(CHUNK) {
-        let stacks = tracebacks.unwind(target, chunk)?;
-        for (g, stack) in chunk.iter().zip(stacks) {
-            let is_system = *made.start_functions.entry(g.startpc).or_insert_with(|| {
-                let name = pcln
-                    .func_for_pc(g.startpc)
-                    .map(|f| f.name)
-                    .unwrap_or_default();
-                is_system_goroutine(&name)
-            });
+        let stacks = tracebacks.unwind(target, &chunk.iter().map(|g| &g.g).collect::<Vec<_>>())?;
+        for (looked, stack) in chunk.iter().zip(stacks) {
+            let g = &looked.g;
             let state = made
                 .states
                 .entry((g.status, g.waitreason))
@@ -173,7 +157,7 @@ pub fn build(
                 goid: g.goid,
                 state,
                 waiting_s,
-                system: is_system,
+                system: looked.system,
                 frames,
                 created_by,
             });
@@ -192,8 +176,6 @@ pub fn build(
 /// What is made once per distinct value while building a dump.
 #[derive(Default)]
 struct Made {
-    /// Whether the goroutines started at an entry PC are the runtime's own.
-    start_functions: HashMap<u64, bool>,
     states: HashMap<(u32, u8), Arc<str>>,
     frames: HashMap<Vec<u64>, Arc<[DumpFrame]>>,
     creators: HashMap<u64, Option<Arc<CreationSite>>>,
@@ -216,6 +198,11 @@ fn state_of(g: &GSnapshot, target: &Target, tracebacks: &Tracebacks) -> String {
     }
 }
 
+/// Go's traceback prints a generic function's shape arguments as `[...]`.
+fn print_name(name: String, target: &Target) -> String {
+    func_name_for_print(&name, target.binary.version()).into_owned()
+}
+
 /// The frames of a stack as Go prints them.
 fn frames_of(stack: &[u64], target: &Target, sym: &Symbolizer) -> Vec<DumpFrame> {
     let pcln = target.binary.pclntab();
@@ -236,7 +223,7 @@ fn frames_of(stack: &[u64], target: &Target, sym: &Symbolizer) -> Vec<DumpFrame>
                 continue;
             }
             frames.push(DumpFrame {
-                function: f.function,
+                function: print_name(f.function, target),
                 file: f.file,
                 line: f.line,
                 offset: outer.then(|| entry.map(|e| pc - e)).flatten(),
@@ -249,7 +236,7 @@ fn frames_of(stack: &[u64], target: &Target, sym: &Symbolizer) -> Vec<DumpFrame>
 fn creation_site(gopc: u64, target: &Target, sym: &Symbolizer) -> Option<CreationSite> {
     let creator = sym.caller_frame(gopc);
     (gopc != 0 && show_frame(&creator.function)).then(|| CreationSite {
-        function: creator.function,
+        function: print_name(creator.function, target),
         file: creator.file,
         line: creator.line,
         offset: target

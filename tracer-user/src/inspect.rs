@@ -179,6 +179,8 @@ impl Inspection {
                 (None, None) => "yes".into(),
             },
         );
+        // Columns as wide as their longest entry, and never touching the next one.
+        let name_width = self.variables.keys().map(|n| n.len()).max().unwrap_or(0) + 2;
         for (name, found) in &self.variables {
             let v = match found {
                 Some(Located::Symtab { address }) => format!("{address:#x} (symbol table)"),
@@ -187,9 +189,10 @@ impl Inspection {
                 }
                 None => "not found".into(),
             };
-            line("variable", format!("{name:<24}{v}"));
+            line("variable", format!("{name:<name_width$}{v}"));
         }
         out.push_str("probes\n");
+        let probe_width = self.probes.iter().map(|p| p.name.len()).max().unwrap_or(0) + 2;
         for p in &self.probes {
             let mode = if p.enabled { "default" } else { "opt-in" };
             let where_ = match &p.unavailable {
@@ -217,7 +220,7 @@ impl Inspection {
                     )
                 }
             };
-            out.push_str(&format!("  {:<18}{:<9}{where_}\n", p.name, mode));
+            out.push_str(&format!("  {:<probe_width$}{:<9}{where_}\n", p.name, mode));
         }
         out
     }

@@ -57,8 +57,10 @@ pub struct Summary {
     pub elapsed: Duration,
     /// Probe hits per second over the last interval, for every enabled probe.
     pub rates: Vec<(&'static str, f64)>,
-    /// Goroutines alive now (runtime's own included), when gotrace can tell.
+    /// The program's goroutines alive now (what `runtime.NumGoroutine` counts), and the
+    /// runtime's own, when gotrace can tell.
     pub live_goroutines: Option<i64>,
+    pub system_goroutines: Option<u64>,
     pub stack_in_use: Option<u64>,
     pub gc: Option<crate::goruntime::gcstats::GcSnapshot>,
     pub events_lost: u64,
@@ -237,6 +239,7 @@ impl Session {
             elapsed: self.clock.started.elapsed(),
             rates,
             live_goroutines: self.parts(None).live_goroutines(),
+            system_goroutines: self.model.census.map(|c| c.system()),
             stack_in_use: self.model.census.map(|c| c.stack_bytes),
             gc: self.model.gc.latest,
             events_lost: self.events_lost(),

@@ -48,6 +48,7 @@ fields! {
     HchanDataqsiz => [("runtime.hchan", "dataqsiz")],
     HchanElemsize => [("runtime.hchan", "elemsize")],
     HchanClosed => [("runtime.hchan", "closed")],
+    HchanRecvx => [("runtime.hchan", "recvx")],
     HchanRecvq => [("runtime.hchan", "recvq")],
     HchanSendq => [("runtime.hchan", "sendq")],
     WaitqFirst => [("runtime.waitq", "first")],

@@ -1,6 +1,8 @@
 //! `chan-backlog`: a buffered channel whose producers outpace its consumers. The buffer fills
-//! and stays full with producers queued behind it, or keeps filling look after look. Channels
-//! are learnt from goroutines blocked on them (and from `--chan-sends`), and read every tick.
+//! and stays full with producers queued behind it, or keeps filling look after look, or sits
+//! nearly full while nobody receives from it (its receive index `recvx` does not move), blocked
+//! senders or not. Channels are learnt from goroutines blocked on them (and from
+//! `--chan-sends`, `--chan-make`), and read every tick.
 
 use std::collections::VecDeque;
 
@@ -28,6 +30,12 @@ pub struct Config {
     /// ... to at least this fraction of its capacity.
     #[arg(skip = 0.5)]
     pub min_fill: f64,
+    /// chan-backlog: how long a nearly full buffer nobody receives from is tolerated.
+    #[arg(id = "chan-stall", long = "chan-stall", value_name = "DUR", default_value = "10s", value_parser = crate::units::parse_duration)]
+    pub stall: std::time::Duration,
+    /// What "nearly full" is, as a fraction of the capacity.
+    #[arg(skip = 0.9)]
+    pub stall_fill: f64,
 }
 
 config_defaults!(Config);
@@ -35,6 +43,9 @@ config_defaults!(Config);
 /// Channels followed at once, and looks kept per channel.
 const MAX_CHANNELS: usize = 10_000;
 const WINDOW: usize = 32;
+/// Below this capacity `recvx` comes back to the same slot too often (a buffer of one always
+/// reads 0) for its stillness to mean that nobody receives.
+const MIN_STALL_CAP: u64 = 8;
 
 #[derive(Debug, Default)]
 struct Tracked {
@@ -46,6 +57,8 @@ struct Tracked {
     consumer: Option<Vec<Frame>>,
     /// The `make` that created it (`--chan-make`), a return address.
     made_at: Option<u64>,
+    /// Since when it has been nearly full with its receive index still.
+    stalled_since: Option<f64>,
 }
 
 pub struct ChanBacklog {
@@ -90,6 +103,14 @@ impl Detector for ChanBacklog {
             if tracked.consumer.is_none() {
                 tracked.consumer = stack_of(state.a_receiver);
             }
+            let nearly_full = state.cap >= MIN_STALL_CAP
+                && state.len as f64 >= self.config.stall_fill * state.cap as f64;
+            tracked.stalled_since = match tracked.looks.back() {
+                Some(&(t, before)) if nearly_full && before.recvx == state.recvx => {
+                    Some(tracked.stalled_since.unwrap_or(t))
+                }
+                _ => None,
+            };
             tracked.looks.push_back((look.t, state));
             if tracked.looks.len() > WINDOW {
                 tracked.looks.pop_front();
@@ -126,19 +147,42 @@ impl Detector for ChanBacklog {
             let fills = rising.len() == c.rising_looks
                 && rising.windows(2).all(|w| w[0].len > w[1].len)
                 && now.len as f64 >= c.min_fill * now.cap as f64;
-            if !(stays_full || fills) {
-                continue;
-            }
+            let stalled = tracked
+                .stalled_since
+                .is_some_and(|since| t1 - since >= c.stall.as_secs_f64());
+            let signal = match (stays_full, stalled, fills) {
+                (true, _, _) => "full",
+                (_, true, _) => "stalled",
+                (_, _, true) => "filling",
+                _ => continue,
+            };
             let (t0, first) = tracked.looks[0];
             let fill_per_s = (now.len as f64 - first.len as f64) / (t1 - t0).max(1e-3);
             // Where a producer waits: the send statement is the first frame outside the runtime.
             let stack = tracked.producer.clone().unwrap_or_default();
+            let at = |pc: u64| cx.sym.caller_frame(pc.wrapping_sub(cx.load_bias));
+            let make_site = tracked.made_at.map(at);
+            // A stalled buffer may have no producer waiting: the latest send (`--chan-sends`)
+            // or the `make` (`--chan-make`) says which channel it is.
+            let last_send = cx
+                .model
+                .channels
+                .by_address
+                .get(addr)
+                .map(|s| at(s.last_caller));
+            let site = stack
+                .first()
+                .cloned()
+                .or_else(|| last_send.clone())
+                .or_else(|| make_site.clone())
+                .unwrap_or_else(|| Frame::unknown(*addr));
             out.push(Finding {
                 pattern: PATTERN,
-                site: stack.first().cloned().unwrap_or_else(|| Frame::unknown(*addr)),
+                site,
                 stack,
                 evidence: json!({
-                    "signal": if stays_full { "full" } else { "filling" },
+                    "signal": signal,
+                    "stalled_s": tracked.stalled_since.map(|since| (t1 - since).round()),
                     "channel": format!("{addr:#x}"),
                     "capacity": now.cap,
                     "len": now.len,
@@ -146,11 +190,17 @@ impl Detector for ChanBacklog {
                     "fill_per_s": (fill_per_s * 10.0).round() / 10.0,
                     "senders_blocked": now.senders,
                     "receivers_blocked": now.receivers,
-                    "make_site": tracked.made_at.map(|pc| cx.sym.caller_frame(pc.wrapping_sub(cx.load_bias))),
+                    "make_site": make_site,
+                    "last_send": last_send,
                     "consumer_site": tracked.consumer.as_ref().and_then(|s| s.first()),
                     "looks": tracked.looks.len(),
                 }),
-                hint: "producers outpace the consumer of this channel: add consumers, make the producer back off or drop, or bound the work upstream; a bigger buffer only delays the backlog".into(),
+                hint: if signal == "stalled" {
+                    "nothing receives from this nearly full channel: is its consumer gone, stuck, or waiting on something else? make the producer give up (select with ctx.Done() or a default case) when the consumer stops"
+                } else {
+                    "producers outpace the consumer of this channel: add consumers, make the producer back off or drop, or bound the work upstream; a bigger buffer only delays the backlog"
+                }
+                .into(),
             });
         }
         out

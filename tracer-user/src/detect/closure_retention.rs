@@ -62,7 +62,7 @@ impl Detector for ClosureRetention {
                 }
                 out.push(Finding {
                     pattern: PATTERN,
-                    site: sym.caller_frame(gopc),
+                    site: sym.creation_site(gopc, startpc),
                     stack: stack.clone(),
                     evidence: json!({
                         "retained_bytes": last.inuse_bytes,

@@ -98,7 +98,7 @@ impl Detector for GoroutineLeak {
                 .unwrap_or_default();
             out.push(Finding {
                 pattern: PATTERN,
-                site: cx.sym.caller_frame(gopc),
+                site: cx.sym.creation_site(gopc, site.startpc),
                 stack,
                 evidence: json!({
                     "signal": why,

@@ -12,6 +12,9 @@ use crate::{error::Result, target::Target, util::read_u64};
 const G_IDLE: u32 = 0;
 /// `_Gdead`: a g on a free list, not a goroutine.
 const G_DEAD: u32 = 6;
+/// `_Gdeadextra` (Go 1.26+): the g of an idle extra M, kept for C threads calling into Go;
+/// before 1.26 such a g was `_Gdead`. Not a goroutine until a C thread calls back.
+const G_DEAD_EXTRA: u32 = 11;
 /// Set in the status while the GC scans the stack; not a state of its own.
 const G_SCAN: u32 = 0x1000;
 /// More than any real program has; guards against misreading the slice header.
@@ -27,6 +30,13 @@ pub struct Census {
     /// Bytes of stack held by those goroutines (their `stack.hi - stack.lo`): what leaked
     /// goroutines cost while the heap looks calm.
     pub stack_bytes: u64,
+}
+
+impl Census {
+    /// The runtime's own goroutines.
+    pub fn system(&self) -> u64 {
+        self.all - self.user
+    }
 }
 
 /// One goroutine as read from its `g`.
@@ -54,7 +64,7 @@ pub struct GSnapshot {
 
 impl GSnapshot {
     pub fn is_live(&self) -> bool {
-        self.status != G_DEAD && self.status != G_IDLE
+        !matches!(self.status, G_DEAD | G_IDLE | G_DEAD_EXTRA)
     }
 }
 
@@ -151,6 +161,15 @@ impl AllGs {
             .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
             .collect();
         let o = self.offsets;
+        // A zero pc is no pc (the g of a C thread calling into Go has neither), also in a
+        // PIE, where subtracting the load bias would make it an address.
+        let link_time = |pc: u64| {
+            if pc == 0 {
+                0
+            } else {
+                pc.wrapping_sub(self.load_bias)
+            }
+        };
         let mut out = Vec::with_capacity(addrs.len());
         for chunk in addrs.chunks(CHUNK) {
             if until.is_some_and(|t| Instant::now() >= t) {
@@ -166,8 +185,8 @@ impl AllGs {
                         & !G_SCAN,
                     waitreason: g[o.waitreason],
                     waitsince: w(o.waitsince) as i64,
-                    startpc: w(o.startpc).wrapping_sub(self.load_bias),
-                    gopc: w(o.gopc).wrapping_sub(self.load_bias),
+                    startpc: link_time(w(o.startpc)),
+                    gopc: link_time(w(o.gopc)),
                     parent_goid: o.parent_goid.map(w),
                     stack_lo: w(o.stack),
                     stack_hi: w(o.stack + o.stack_hi),
@@ -179,32 +198,15 @@ impl AllGs {
         }
         Ok((out, true))
     }
-
-    pub fn census(&self, target: &Target) -> Result<Census> {
-        Ok(census_of(&self.snapshot(target)?, target))
-    }
 }
 
-/// Counts the live goroutines of a snapshot.
-pub fn census_of(snapshot: &[GSnapshot], target: &Target) -> Census {
-    let pcln = target.binary.pclntab();
-    let mut census = Census::default();
-    for g in snapshot.iter().filter(|g| g.is_live()) {
-        census.all += 1;
-        census.stack_bytes += g.stack_hi.saturating_sub(g.stack_lo);
-        let start = pcln
-            .func_for_pc(g.startpc)
-            .map(|f| f.name)
-            .unwrap_or_default();
-        if !is_system_goroutine(&start) {
-            census.user += 1;
-        }
-    }
-    census
-}
-
-/// The runtime's `isSystemGoroutine`: goroutines started in package runtime, except the main
-/// goroutine (and the finalizer goroutine while it runs a user finalizer, not modelled here).
+/// The runtime's `isSystemGoroutine` as `newproc1` evaluates it when a goroutine starts, which
+/// decides whether `runtime.NumGoroutine` counts it (`sched.ngsys`): goroutines started in
+/// package runtime, except the main goroutine (and `corostart`, `handleAsyncEvent`). The
+/// finalizer goroutine and the cleanup goroutines (1.25+) are system by this rule, and
+/// `NumGoroutine` never counts them; Go's goroutine profile counts one of them while it runs
+/// user code (a finalizer, a cleanup), which gotrace does not tell apart: its profile lacks
+/// that goroutine then. Holds for Go 1.19 to 1.27 (runtime/traceback.go, proc.go).
 pub fn is_system_goroutine(start_function: &str) -> bool {
     start_function.starts_with("runtime.")
         && !matches!(

@@ -14,6 +14,9 @@ pub struct ChanState {
     pub len: u64,
     pub cap: u64,
     pub closed: bool,
+    /// Where the next receive takes its element from (`recvx`): it moves with every receive
+    /// from the buffer, so a buffer whose `recvx` stays put is not being drained.
+    pub recvx: u64,
     /// Goroutines blocked sending to / receiving from it.
     pub senders: u64,
     pub receivers: u64,
@@ -32,6 +35,7 @@ pub struct ChannelReader {
     qcount: u64,
     dataqsiz: u64,
     closed: u64,
+    recvx: u64,
     recvq: u64,
     sendq: u64,
     waitq_first: u64,
@@ -56,6 +60,7 @@ impl ChannelReader {
             qcount: o(Field::HchanQcount)?,
             dataqsiz: o(Field::HchanDataqsiz)?,
             closed: o(Field::HchanClosed)?,
+            recvx: o(Field::HchanRecvx)?,
             recvq: o(Field::HchanRecvq)?,
             sendq: o(Field::HchanSendq)?,
             waitq_first: o(Field::WaitqFirst)?,
@@ -111,6 +116,7 @@ impl ChannelReader {
             self.qcount,
             self.dataqsiz,
             self.closed,
+            self.recvx,
             self.recvq,
             self.sendq,
         ]
@@ -127,6 +133,7 @@ impl ChannelReader {
             len: w(self.qcount),
             cap: w(self.dataqsiz),
             closed: (w(self.closed) & 0xffff_ffff) != 0,
+            recvx: w(self.recvx),
             senders,
             receivers,
             a_sender,

@@ -139,11 +139,20 @@ pub fn show_frame(function: &str) -> bool {
 /// The function a goroutine runs, named as the user wrote it. From Go 1.22, `go f(x)` starts
 /// the goroutine in a compiler-generated `gowrapN` closure that calls `f`: report `f`, the
 /// first function the wrapper calls outside the runtime.
+///
+/// The main goroutine starts in `runtime.main`, which calls the program's `main.main` (where
+/// Go's traceback ends); the goroutine of a C thread calling into Go has no start function.
 pub fn goroutine_function(binary: &crate::binary::GoBinary, startpc: u64) -> String {
+    if startpc == 0 {
+        return crate::symbols::CGO_CALLBACK.to_string();
+    }
     let pcln = binary.pclntab();
     let Some(f) = pcln.func_for_pc(startpc) else {
         return format!("{startpc:#x}");
     };
+    if f.name == "runtime.main" {
+        return "main.main".to_string();
+    }
     let is_wrapper = f
         .name
         .rsplit_once(".gowrap")

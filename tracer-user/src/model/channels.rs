@@ -15,7 +15,8 @@ pub struct ChannelStats {
     /// Buffer length when the latest send began.
     pub last_len: u64,
     pub max_len: u64,
-    /// Where the latest send came from (return address in the caller of chansend).
+    /// Where the latest send came from: the return address into the function with the send
+    /// statement (chansend's `callerpc`).
     pub last_caller: u64,
 }
 

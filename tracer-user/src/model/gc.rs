@@ -12,7 +12,8 @@ pub struct GcObservation {
     pub at_s: f64,
     #[serde(flatten)]
     pub gc: GcSnapshot,
-    /// Live goroutines and the stack bytes they hold, when `allgs` is readable.
+    /// Live goroutines (what `runtime.NumGoroutine` counts) and the stack bytes every
+    /// goroutine holds, the runtime's own included, when `allgs` is readable.
     pub goroutines: Option<u64>,
     pub stack_in_use: Option<u64>,
 }
@@ -46,7 +47,7 @@ impl GcTimeline {
             self.observations.push_back(GcObservation {
                 at_s,
                 gc,
-                goroutines: census.map(|c| c.all),
+                goroutines: census.map(|c| c.user),
                 stack_in_use: census.map(|c| c.stack_bytes),
             });
         }

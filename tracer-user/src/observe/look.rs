@@ -1,11 +1,12 @@
 //! A `Look`: what one tick read of the target's runtime, as plain owned data. The model and the
 //! detectors work from looks only; none of them reads process memory.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{cell::RefCell, collections::HashMap, sync::Arc};
 
 use crate::{
+    binary::pclntab::Pclntab,
     goruntime::{
-        allgs::{Census, GSnapshot},
+        allgs::{is_system_goroutine, Census, GSnapshot},
         channels::ChanState,
         gcstats::GcSnapshot,
         heapprof::HeapProfile,
@@ -13,6 +14,7 @@ use crate::{
         specials::SpecialsScan,
     },
     symbols::Frame,
+    util::FastMap,
 };
 
 /// One tick's reading. Parts are `None` when this tick did not read them: the heavier reads
@@ -69,10 +71,7 @@ impl GoroutineLook {
     /// Live goroutines of the program, the runtime's own left out (what
     /// `runtime.NumGoroutine` counts).
     pub fn user(&self) -> impl Iterator<Item = &GSnapshot> {
-        self.gs
-            .iter()
-            .filter(|g| !g.system && g.g.is_live())
-            .map(|g| &g.g)
+        self.gs.iter().filter(|g| g.is_user()).map(|g| &g.g)
     }
 }
 
@@ -83,6 +82,57 @@ pub struct LookedG {
     pub system: bool,
     /// Its start function, as the pclntab names it.
     pub start_function: Arc<str>,
+}
+
+impl LookedG {
+    /// A live goroutine of the program: what `runtime.NumGoroutine` counts.
+    pub fn is_user(&self) -> bool {
+        !self.system && self.g.is_live()
+    }
+}
+
+/// The one place that tells the runtime's own goroutines from the program's (every count,
+/// profile and dump goes through it, so that they agree with `runtime.NumGoroutine`).
+#[derive(Debug, Default)]
+pub struct Classifier {
+    /// Start function names by entry PC: a program has a few `go` statements and a million
+    /// goroutines.
+    names: RefCell<FastMap<u64, Arc<str>>>,
+}
+
+impl Classifier {
+    pub fn classify(&self, pcln: &Pclntab, gs: Vec<GSnapshot>) -> Vec<LookedG> {
+        let mut names = self.names.borrow_mut();
+        gs.into_iter()
+            .map(|g| {
+                let start_function = names
+                    .entry(g.startpc)
+                    .or_insert_with(|| {
+                        pcln.func_for_pc(g.startpc)
+                            .map(|f| f.name)
+                            .unwrap_or_default()
+                            .into()
+                    })
+                    .clone();
+                LookedG {
+                    system: is_system_goroutine(&start_function),
+                    start_function,
+                    g,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Counts the live goroutines.
+pub fn census(gs: &[LookedG]) -> Census {
+    let mut census = Census::default();
+    for g in gs.iter().filter(|g| g.g.is_live()) {
+        census.all += 1;
+        census.stack_bytes += g.g.stack_hi.saturating_sub(g.g.stack_lo);
+        census.user += u64::from(g.is_user());
+    }
+    census
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -10,12 +10,12 @@ use std::{
     time::{Instant, SystemTime},
 };
 
-pub use look::{CStackLook, ChannelLook, GoroutineLook, Look, LookedG};
+pub use look::{census, CStackLook, ChannelLook, Classifier, GoroutineLook, Look, LookedG};
 
 use crate::{
     attach::Attachment,
     goruntime::{
-        allgs::{is_system_goroutine, AllGs, Census, GSnapshot},
+        allgs::{AllGs, Census, GSnapshot},
         channels::ChannelReader,
         finalizers::{is_finalizer_goroutine, FinalizerQueue},
         gcstats::GcReader,
@@ -61,8 +61,7 @@ pub struct Observer {
     started_wall: SystemTime,
     /// Channels followed: how many looks each has been idle, and its capacity when first read.
     channels: HashMap<u64, (usize, Option<u64>)>,
-    /// Start function names by entry PC.
-    functions: FastMap<u64, Arc<str>>,
+    classifier: Classifier,
     /// When the next walk of every goroutine, and of the heap's specials, may start.
     next_census: Option<Instant>,
     next_specials: Option<Instant>,
@@ -95,7 +94,7 @@ impl Observer {
             tracebacks: Tracebacks::new(target, runtime),
             started_wall,
             channels: HashMap::new(),
-            functions: FastMap::default(),
+            classifier: Classifier::default(),
             next_census: None,
             next_specials: None,
             last_cycle: None,
@@ -107,10 +106,22 @@ impl Observer {
 
     /// A quick count of the goroutines (at attach).
     pub fn census(&self, att: &Attachment) -> Option<Census> {
-        self.readers
+        Some(census(&self.goroutines(att, None)?.0))
+    }
+
+    /// The gs of `allgs` read before `until`, classified, and whether that was all of them.
+    fn goroutines(&self, att: &Attachment, until: Option<Instant>) -> Option<(Vec<LookedG>, bool)> {
+        let (snapshot, complete) = self
+            .readers
             .allgs
-            .as_ref()
-            .and_then(|a| a.census(&att.target).ok())
+            .as_ref()?
+            .snapshot_until(&att.target, until)
+            .ok()?;
+        Some((
+            self.classifier
+                .classify(att.target.binary.pclntab(), snapshot),
+            complete,
+        ))
     }
 
     pub fn goids_created(&self, att: &Attachment) -> Option<u64> {
@@ -184,50 +195,19 @@ impl Observer {
         until: Option<Instant>,
     ) {
         let target = &att.target;
-        let Some(Ok((snapshot, complete))) = self
-            .readers
-            .allgs
-            .as_ref()
-            .map(|a| a.snapshot_until(target, until))
-        else {
+        let Some((gs, complete)) = self.goroutines(att, until) else {
             return;
         };
         // What follows (channels, stacks, the model) costs as much again: not begun late.
         if !complete || until.is_some_and(|t| Instant::now() >= t) {
             log::warn!(
                 "the walk of every goroutine was cut short by the deadline after {} goroutines",
-                snapshot.len()
+                gs.len()
             );
             look.cut_short = true;
             return;
         }
-        let pcln = target.binary.pclntab();
-        let gs: Vec<LookedG> = snapshot
-            .into_iter()
-            .map(|g| {
-                let start_function = self
-                    .functions
-                    .entry(g.startpc)
-                    .or_insert_with(|| {
-                        pcln.func_for_pc(g.startpc)
-                            .map(|f| f.name)
-                            .unwrap_or_default()
-                            .into()
-                    })
-                    .clone();
-                LookedG {
-                    system: is_system_goroutine(&start_function),
-                    start_function,
-                    g,
-                }
-            })
-            .collect();
-        let mut census = Census::default();
-        for g in gs.iter().filter(|g| g.g.is_live()) {
-            census.all += 1;
-            census.stack_bytes += g.g.stack_hi.saturating_sub(g.g.stack_lo);
-            census.user += u64::from(!g.system);
-        }
+        let census = census(&gs);
         let mut wait_reasons: HashMap<u8, String> = HashMap::new();
         let mut seen = [false; 256];
         for g in gs
@@ -290,7 +270,7 @@ impl Observer {
         }
         // One blocked goroutine per `go` statement: the one waiting longest.
         let mut per_site: FastMap<u64, &GSnapshot> = FastMap::default();
-        for g in gs.iter().filter(|g| !g.system && g.g.is_live()) {
+        for g in gs.iter().filter(|g| g.is_user()) {
             if g.g.status != G_WAITING && g.g.status != G_LEAKED {
                 continue;
             }
@@ -408,34 +388,22 @@ impl Observer {
 
     /// Every user goroutine's stack (link-time return PCs) with how many goroutines share it:
     /// Go's goroutine profile, read while the target runs.
-    /// Stacks of the user goroutines with their counts, read before `until` (`None` when
-    /// that was not enough for all of them: a part would misstate the shares).
+    /// Read before `until` (`None` when that was not enough for all of them: a part would
+    /// misstate the shares).
     pub fn goroutine_profile(
         &self,
         att: &Attachment,
         until: Option<Instant>,
     ) -> Option<GoroutineProfile> {
-        let a = self.readers.allgs.as_ref()?;
         if !att.target.is_alive() {
             return None;
         }
-        let (snapshot, complete) = a.snapshot_until(&att.target, until).ok()?;
+        let (gs, complete) = self.goroutines(att, until)?;
         if !complete {
             log::warn!("the goroutine profile was cut short by the deadline");
             return None;
         }
-        let pcln = att.target.binary.pclntab();
-        let user: Vec<_> = snapshot
-            .iter()
-            .filter(|g| g.is_live())
-            .filter(|g| {
-                let start = pcln
-                    .func_for_pc(g.startpc)
-                    .map(|f| f.name)
-                    .unwrap_or_default();
-                !is_system_goroutine(&start)
-            })
-            .collect();
+        let user: Vec<&GSnapshot> = gs.iter().filter(|g| g.is_user()).map(|g| &g.g).collect();
         // A chunk at a time: a million goroutines never have their stacks in memory at once.
         let mut counts: HashMap<Vec<u64>, u64> = HashMap::new();
         for chunk in user.chunks(4096) {

@@ -62,15 +62,15 @@ impl Parts<'_> {
         Some((self.goroutines_created()? as i64 - grown).max(0) as u64)
     }
 
-    /// Goroutines alive now: the latest census, else the census at attach plus what was
-    /// created minus what exited.
+    /// The program's goroutines alive now (what `runtime.NumGoroutine` counts): the latest
+    /// census, else the census at attach plus what was created minus what exited.
     pub fn live_goroutines(&self) -> Option<i64> {
         if let Some(c) = self.model.census {
-            return Some(c.all as i64);
+            return Some(c.user as i64);
         }
         let start = self.model.census_at_start?;
         Some(
-            start.all as i64 + self.att.hits(ProbeKind::GoroutineCreate) as i64
+            start.user as i64 + self.att.hits(ProbeKind::GoroutineCreate) as i64
                 - self.att.hits(ProbeKind::GoroutineExit) as i64,
         )
     }

@@ -85,6 +85,43 @@ pub struct HeapSite {
     pub age: Option<AgeHistogram>,
 }
 
+/// One allocation site's share of `top`, over every stack that allocates there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SiteTotal {
+    pub site: Frame,
+    pub inuse_bytes: u64,
+    pub alloc_bytes: u64,
+    /// The most GC cycles one of its objects survived, when tracked.
+    pub oldest: Option<u32>,
+}
+
+impl HeapReport {
+    /// `top` with the stacks that share a site added up (callers of one allocating function,
+    /// objects of several sizes), most bytes in use first: a site a line, as summaries list
+    /// them.
+    pub fn by_site(&self) -> Vec<SiteTotal> {
+        let mut out: Vec<SiteTotal> = Vec::new();
+        for s in &self.top {
+            let oldest = s.age.as_ref().map(|a| a.oldest);
+            match out.iter_mut().find(|t| t.site == s.site) {
+                Some(t) => {
+                    t.inuse_bytes += s.inuse_bytes;
+                    t.alloc_bytes += s.alloc_bytes;
+                    t.oldest = t.oldest.max(oldest);
+                }
+                None => out.push(SiteTotal {
+                    site: s.site.clone(),
+                    inuse_bytes: s.inuse_bytes,
+                    alloc_bytes: s.alloc_bytes,
+                    oldest,
+                }),
+            }
+        }
+        out.sort_by_key(|t| std::cmp::Reverse((t.inuse_bytes, t.alloc_bytes)));
+        out
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct GcReport {
     /// GC cycles completed while attached, and how many of them were forced.
@@ -139,11 +176,17 @@ pub struct GoroutineReport {
     /// Stack bytes held by live goroutines at attach and at the end.
     pub stack_in_use_at_start: Option<u64>,
     pub stack_in_use_at_end: Option<u64>,
-    /// All goroutines (runtime ones included) when gotrace attached, read from `allgs`.
+    /// The program's goroutines when gotrace attached, read from `allgs`: what
+    /// `runtime.NumGoroutine`, `go_goroutines` and Go's goroutine profile count (the
+    /// runtime's own left out, see `system_at_start`).
     pub live_at_start: Option<u64>,
     /// The same at the end: counted again if the target still runs, else the count at attach
     /// plus created minus exited.
     pub live_at_end: Option<u64>,
+    /// The runtime's own goroutines (GC workers, the finalizer goroutine...) at attach and at
+    /// the latest count.
+    pub system_at_start: Option<u64>,
+    pub system_at_end: Option<u64>,
     /// Goroutines created while attached, per `go` statement, most first (with
     /// `--goroutine-events`, which sees every one).
     pub created_by_site: Vec<GoSite>,
@@ -301,8 +344,10 @@ impl Report {
                 tree: goroutine_tree(p.goroutines, sym),
                 stack_in_use_at_start: model.census_at_start.map(|c| c.stack_bytes),
                 stack_in_use_at_end: model.census.map(|c| c.stack_bytes),
-                live_at_start: model.census_at_start.map(|c| c.all),
+                live_at_start: model.census_at_start.map(|c| c.user),
                 live_at_end: p.live_goroutines().map(|n| n.max(0) as u64),
+                system_at_start: model.census_at_start.map(|c| c.system()),
+                system_at_end: model.census.map(|c| c.system()),
                 created_by_site,
                 live_by_site: model
                     .goroutine_sites
@@ -310,7 +355,7 @@ impl Report {
                     .into_iter()
                     .take(20)
                     .map(|s| LiveSite {
-                        site: sym.caller_frame(s.gopc),
+                        site: sym.creation_site(s.gopc, s.startpc),
                         function: traceback::goroutine_function(&target.binary, s.startpc),
                         live: s.live,
                         blocked: s.blocked,
@@ -335,6 +380,12 @@ fn goroutine_tree(gs: &[crate::goruntime::allgs::GSnapshot], sym: &Symbolizer) -
         .filter(|g| g.is_live() && g.gopc != 0)
         .map(|g| (g.goid, g.gopc))
         .collect();
+    // A start function per `go` statement: it tells the main goroutine's apart.
+    let start_of: std::collections::HashMap<u64, u64> = gs
+        .iter()
+        .filter(|g| g.is_live())
+        .map(|g| (g.gopc, g.startpc))
+        .collect();
     let mut edges: std::collections::HashMap<(Option<u64>, u64), u64> = Default::default();
     for g in gs.iter().filter(|g| g.is_live() && g.gopc != 0) {
         let Some(parent) = g.parent_goid else {
@@ -344,11 +395,12 @@ fn goroutine_tree(gs: &[crate::goruntime::allgs::GSnapshot], sym: &Symbolizer) -
             .entry((site_of.get(&parent).copied(), g.gopc))
             .or_default() += 1;
     }
+    let site = |gopc: u64| sym.creation_site(gopc, start_of.get(&gopc).copied().unwrap_or(0));
     let mut out: Vec<TreeEdge> = edges
         .into_iter()
-        .map(|((parent, site), live)| TreeEdge {
-            parent_site: parent.map(|pc| sym.caller_frame(pc)),
-            site: sym.caller_frame(site),
+        .map(|((parent, gopc), live)| TreeEdge {
+            parent_site: parent.map(site),
+            site: site(gopc),
             live,
         })
         .collect();

@@ -2,15 +2,23 @@
 
 use crate::{session::Summary, units::human_bytes};
 
-/// `  12s │ goroutines 1031 │ goroutine-create 120/s  goroutine-exit 118/s ... │ lost 0`
+/// `  12s │ goroutines 1031 (+4 system, stacks 2.1 MiB) │ goroutine-create 120/s ... │ lost 0`:
+/// the count first is `runtime.NumGoroutine`'s, the number users compare with.
 pub fn format(s: &Summary) -> String {
     let mut line = format!("{:>5}s", s.elapsed.as_secs());
     match s.live_goroutines {
         Some(n) => line.push_str(&format!(" │ goroutines {n}")),
         None => line.push_str(" │ goroutines ?"),
     }
-    if let Some(stack) = s.stack_in_use {
-        line.push_str(&format!(" (stacks {})", human_bytes(stack)));
+    let details: Vec<String> = [
+        s.system_goroutines.map(|n| format!("+{n} system")),
+        s.stack_in_use.map(|b| format!("stacks {}", human_bytes(b))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !details.is_empty() {
+        line.push_str(&format!(" ({})", details.join(", ")));
     }
     if let Some(gc) = &s.gc {
         line.push_str(&format!(
