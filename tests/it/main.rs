@@ -16,5 +16,6 @@ mod heap;
 mod heap_growth;
 mod heap_patterns;
 mod nearest_release;
+mod root_safety;
 mod symbols;
 mod unchanged_behaviour;
