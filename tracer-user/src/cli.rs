@@ -611,7 +611,7 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
     };
     let mut sink = match sink.take() {
         Some(sink) => sink,
-        None => Sink::new(OutDir::create_new(&export::default_dir(pid))?),
+        None => Sink::new(out_dir(None, pid)?),
     };
     let options = AttachOptions {
         duration: args.duration,
