@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use gotrace_tests::{bpf, children, fixtures, go, gotrace_bin, GoProcess, Toolchain, Variant};
 
 fn check(args: &[&str]) -> Result<Output> {
@@ -126,19 +126,172 @@ fn failing_command_fails_the_check() -> Result<()> {
         stderr.contains("gotrace check: tracing") && stderr.contains("the command failed"),
         "{stderr}"
     );
-    // Gone before gotrace could attach: its own status decides.
-    let quick = check(&["--", &exe, "-mode", "pool", "-for", "1ms", "-exit", "0"])?;
-    assert_eq!(
-        quick.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&quick.stderr)
-    );
-    let quick_bad = check(&["--", &exe, "-mode", "pool", "-for", "1ms", "-exit", "5"])?;
-    let stderr = String::from_utf8_lossy(&quick_bad.stderr);
-    assert_eq!(quick_bad.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("the command failed"), "{stderr}");
     lock.assert_nothing_loaded()
+}
+
+/// A gate that traced nothing is an error, not a pass: a command that exits at once, one that
+/// runs no Go program within --duration.
+#[test]
+fn nothing_traced_is_an_error() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
+    let lock = bpf::exclusive();
+    for (cmd, needle) in [
+        ("exit 0", "the command exited (exit status: 0)"),
+        ("exit 5", "the command exited (exit status: 5)"),
+        ("sleep 30", "ran no Go program within --duration"),
+    ] {
+        let o = check(&["--max-goroutines", "1", "-d", "2s", "--", "sh", "-c", cmd])?;
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{cmd}: {stderr}");
+        assert!(
+            stderr.contains("nothing was traced") && stderr.contains(needle),
+            "{cmd}: {stderr}"
+        );
+        assert!(!stderr.contains("PASS"), "{stderr}");
+    }
+    lock.assert_nothing_loaded()
+}
+
+/// `check -- sh -c '...'`: the Go program the wrapper starts is traced, its leak found.
+#[test]
+fn wrapper_script_is_followed_into_its_go_program() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
+    let lock = bpf::exclusive();
+    let exe = goleak()?;
+    let o = check(&[
+        "--duration",
+        "14s",
+        "--fail-on",
+        "goroutine-leak",
+        "--",
+        "sh",
+        "-c",
+        "echo wrapper starting; \"$0\" -mode leak; echo wrapper done",
+        &exe,
+    ])?;
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("started by the command"), "{stderr}");
+    assert!(
+        stderr.contains("- goroutine-leak at main.handle"),
+        "{stderr}"
+    );
+    lock.assert_nothing_loaded()
+}
+
+/// The uid, gid and supplementary groups of a process, from /proc.
+fn credentials(pid: u32) -> Result<(String, String, String)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    Ok((field("Uid:"), field("Gid:"), field("Groups:")))
+}
+
+/// Started through sudo (`SUDO_UID`/`SUDO_GID` set, gotrace root), `check -- CMD` runs CMD as
+/// that user with no supplementary groups; `--as-root` keeps it root.
+#[test]
+fn command_runs_as_the_sudo_user() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
+    use std::io::BufRead;
+    let lock = bpf::exclusive();
+    let exe = goleak()?;
+    for (extra, expected) in [
+        (
+            None,
+            ("65534 65534 65534 65534", "65534 65534 65534 65534", ""),
+        ),
+        (Some("--as-root"), ("0 0 0 0", "0 0 0 0", "")),
+    ] {
+        let out = std::env::temp_dir().join(format!("gotrace-check-sudo-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let mut gotrace = children::spawn(
+            Command::new(gotrace_bin())
+                .env("SUDO_UID", "65534")
+                .env("SUDO_GID", "65534")
+                .arg("check")
+                .args(extra)
+                .arg("--out")
+                .arg(&out)
+                .args(["--", &exe, "-mode", "pool", "-for", "4s"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped()),
+        )?;
+        let mut lines = std::io::BufReader::new(gotrace.stderr.take().unwrap()).lines();
+        let tracing = lines
+            .next()
+            .context("no output")??
+            .strip_prefix("gotrace check: tracing ")
+            .map(str::to_string);
+        let pid: u32 = tracing
+            .as_deref()
+            .and_then(|t| t.split(' ').next())
+            .context("no `tracing PID` line")?
+            .parse()?;
+        let (uid, gid, groups) = credentials(pid)?;
+        let rest: Vec<String> = lines.map_while(|l| l.ok()).collect();
+        let status = gotrace.wait()?;
+        assert!(status.success(), "{status}: {rest:?}");
+        if extra.is_none() {
+            assert_eq!((uid.as_str(), gid.as_str(), groups.as_str()), expected);
+        } else {
+            // Root keeps whatever groups the test runs with.
+            assert_eq!((uid.as_str(), gid.as_str()), (expected.0, expected.1));
+        }
+        let _ = std::fs::remove_dir_all(&out);
+    }
+    lock.assert_nothing_loaded()
+}
+
+/// README's exit codes, as written there: 0 success, 1 an error (its console example verbatim),
+/// 2 a usage error, 3 a failed check (the tests above).
+#[test]
+fn exit_codes_as_the_readme_says() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
+    let readme = std::fs::read_to_string(fixtures::workspace_root().join("README.md"))?;
+    assert!(
+        readme.contains("Exit codes: 0 success, 1 error, 2 usage error, 3 a failed check."),
+        "README's rule changed: update this test"
+    );
+    let help = children::output(Command::new(gotrace_bin()).arg("--help"))?;
+    assert!(String::from_utf8_lossy(&help.stdout).contains(
+        "Exit codes: 0 success, 1 error (one line naming the problem and the fix), 2 usage error"
+    ));
+    // The README's example, run as written: its line, exit 1.
+    let example = readme
+        .lines()
+        .skip_while(|l| *l != "$ gotrace attach 999999")
+        .nth(1)
+        .context("README's `gotrace attach 999999` example")?;
+    let o = children::output(Command::new(gotrace_bin()).args(["attach", "999999"]))?;
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&o.stderr).trim_end(), example);
+    // Usage errors: clap's 2, with the README's example message.
+    for args in [
+        &["attach", "4242", "--duraton", "30s"][..],
+        &["check", "--pid", "4242"],
+        &["check"],
+        &["attach", "4242", "--duration", "0s"],
+    ] {
+        let o = children::output(Command::new(gotrace_bin()).args(args))?;
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+    }
+    let o =
+        children::output(Command::new(gotrace_bin()).args(["attach", "4242", "--duraton", "30s"]))?;
+    let first = String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert!(readme.contains(&first), "README's usage example: {first}");
+    Ok(())
 }
 
 /// Each detector can be switched off and its thresholds moved: the same leaking command then

@@ -385,3 +385,45 @@ fn heap_files_and_record() -> Result<()> {
     target.wait(Duration::from_secs(30))?;
     lock.assert_nothing_loaded()
 }
+
+/// `inspect` of a FIFO, a directory or a device: refused at once with what it is (a FIFO used to
+/// block forever, the others to say "No such device").
+#[test]
+fn inspect_refuses_what_is_not_a_file() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
+    let fifo = std::env::temp_dir().join(format!("gotrace-fifo-{}", std::process::id()));
+    let _ = std::fs::remove_file(&fifo);
+    let made = children::status(Command::new("mkfifo").arg(&fifo))?;
+    assert!(made.success());
+    for (path, kind) in [
+        (fifo.clone(), "is a FIFO"),
+        (std::env::temp_dir(), "is a directory"),
+        ("/dev/null".into(), "is a device"),
+    ] {
+        let mut child = children::spawn(
+            Command::new(gotrace_bin())
+                .arg("inspect")
+                .arg(&path)
+                .stderr(Stdio::piped()),
+        )?;
+        let started = std::time::Instant::now();
+        while child.try_wait()?.is_none() && started.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if child.try_wait()?.is_none() {
+            child.kill()?;
+            child.wait()?;
+            panic!("inspect {path:?} still running after 10 s");
+        }
+        let out = child.wait_with_output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{path:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(kind) && stderr.contains("not an executable file"),
+            "{path:?}: {stderr}"
+        );
+    }
+    std::fs::remove_file(&fifo)?;
+    Ok(())
+}

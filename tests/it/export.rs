@@ -33,6 +33,12 @@ use gotrace::{
 };
 use gotrace_tests::{children, fixtures, go, Toolchain, Variant};
 
+/// Writes a file the way gotrace writes its outputs.
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    export::file::OutFile::open(path)?.write(bytes)?;
+    Ok(())
+}
+
 const SAMPLE_TYPES: [&str; 4] = [
     "alloc_objects",
     "alloc_space",
@@ -433,7 +439,7 @@ fn compare_with_go(tc: Toolchain, variant: Variant, rate: u64) -> Result<()> {
     };
     let ours = pprof::heap_profile(&heap, &exe)?;
     let ours_path = snap.dir.join(export::HEAP_PPROF);
-    export::write_pprof(&ours, &ours_path)?;
+    write_file(&ours_path, &pprof::gzip(&ours)?)?;
     let go_path = snap.dir.join("go.pb.gz");
     let go_profile = pprof::decode(&std::fs::read(&go_path)?)?;
 
@@ -616,7 +622,10 @@ fn compare_with_go(tc: Toolchain, variant: Variant, rate: u64) -> Result<()> {
         }
         check_svg(&svg, value.title(), &functions).with_context(|| ctx.clone())?;
         let svg_path = snap.dir.join(format!("{value:?}.svg"));
-        flamegraph::write_heap_svg(&svg_path, &ours, value, Some("heapdump"))?;
+        write_file(
+            &svg_path,
+            &flamegraph::heap_svg(&ours, value, Some("heapdump"))?,
+        )?;
         assert_eq!(
             std::fs::read(&svg_path)?,
             svg,
@@ -637,7 +646,7 @@ fn compare_with_go(tc: Toolchain, variant: Variant, rate: u64) -> Result<()> {
     ensure!(bare.location.iter().all(|l| l.line.is_empty()));
     ensure!(!bare.mapping[0].has_functions);
     let bare_path = snap.dir.join("bare.pb.gz");
-    export::write_pprof(&bare, &bare_path)?;
+    write_file(&bare_path, &pprof::gzip(&bare)?)?;
     let bare_raw = parse_raw(&pprof(tc, &["-symbolize=local", "-raw"], &bare_path)?)?;
     let by_addr: BTreeMap<u64, &Frames> =
         our_raw.locations.values().map(|(a, f)| (*a, f)).collect();
@@ -766,7 +775,7 @@ fn synthetic_heap_profile_from_pclntab() -> Result<()> {
     let dir = fixtures::workspace_root().join("target/export-it/synthetic");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(export::HEAP_PPROF);
-    export::write_pprof(&profile, &path)?;
+    write_file(&path, &pprof::gzip(&profile)?)?;
 
     let (retain_ao, retain_ab) = heap::scale(10, 1024, rate);
     let (retain_io, retain_ib) = heap::scale(6, 1024, rate);
@@ -874,7 +883,7 @@ fn synthetic_heap_profile_from_pclntab() -> Result<()> {
         &["main.retain", "main.churn"],
     )?;
     let svg_path = dir.join("alloc.svg");
-    export::file::write_atomic(&svg_path, |w| w.write_all(&svg))?;
+    write_file(&svg_path, &svg)?;
     assert_eq!(std::fs::read(&svg_path)?, svg);
     Ok(())
 }

@@ -19,6 +19,7 @@ mod heap_patterns;
 mod names;
 mod nearest_release;
 mod privileges;
+mod root_safety;
 mod sampler;
 mod symbols;
 mod unchanged_behaviour;

@@ -7,7 +7,10 @@ use clap::{Args, Parser, Subcommand};
 use gotrace::{
     attach::Handover,
     detect::DetectConfig,
-    export,
+    export::{
+        self,
+        file::{OutDir, OutFile, Sink},
+    },
     probes::ProbeSelection,
     session::{AttachOptions, Session},
     snapshot::{Report, StopReason},
@@ -25,7 +28,9 @@ use tracer_common::ProbeKind;
                   no restart, no pprof endpoint — and reports goroutines, finalizers, channel \
                   backlogs and Go's own heap samples.\n\nNeeds root (or CAP_BPF, CAP_PERFMON and \
                   CAP_SYS_PTRACE) and a Linux kernel with uprobes and BPF ring buffers (5.8+).",
-    after_help = "Examples:\n  sudo gotrace attach 4242                 trace until Ctrl-C, write gotrace-4242-<time>/\n  sudo gotrace attach 4242 --duration 30s --out /tmp/leak\n  sudo gotrace attach $(pidof mysvc) --json > report.json\n  gotrace inspect ./mysvc                  what gotrace can see and probe in a binary"
+    after_help = "Examples:\n  sudo gotrace attach 4242                 trace until Ctrl-C, write gotrace-4242-<time>/\n  sudo gotrace attach 4242 --duration 30s --out /tmp/leak\n  sudo gotrace attach $(pidof mysvc) --json > report.json\n  gotrace inspect ./mysvc                  what gotrace can see and probe in a binary\n\n\
+Exit codes: 0 success, 1 error (one line naming the problem and the fix), 2 usage error (an
+unknown option, a bad value), 3 a check that failed."
 )]
 pub struct Cli {
     /// Print debug logs (probe sites, timings).
@@ -64,14 +69,19 @@ Examples:
   sudo gotrace check --pid $(pidof mysvc) --duration 2m --max-inuse 512MiB --max-goroutines 5000
   sudo gotrace check --fail-on goroutine-leak,heap-growth -- ./pkg.test -test.run TestLoad
 
-Exit codes: 0 pass, 3 fail (reasons printed, one per line), 1 error. With a command, a non-zero
-exit of the command also fails the check. By default any finding fails it (--fail-on none to
-only enforce the thresholds). The report and profiles are written to --out as with attach.";
+Exit codes: 0 pass, 3 fail (reasons printed, one per line), 1 error, 2 usage error. With a
+command, a non-zero exit of the command also fails the check, and so does a command in which
+gotrace found no Go program to trace (an error: it exited first, or ran none within --duration).
+The command may be a wrapper (a shell script, say): gotrace traces the first Go program it or
+its descendants run. Started through sudo, gotrace runs the command as the user who ran sudo
+(SUDO_UID, SUDO_GID, no supplementary groups); --as-root keeps it root. By default any finding
+fails the check (--fail-on none to only enforce the thresholds). The report and profiles are
+written to --out as with attach.";
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
     /// Trace this running process instead of starting a command.
-    #[arg(long, conflicts_with = "command")]
+    #[arg(long, conflicts_with = "command", requires = "duration")]
     pub pid: Option<u32>,
 
     /// How long to trace (default: until the command exits; required with --pid).
@@ -92,12 +102,18 @@ pub struct CheckArgs {
     #[arg(long)]
     pub max_goroutines: Option<u64>,
 
-    /// Output directory for the report and profiles (default: gotrace-<pid>-<time>).
+    /// Output directory for the report and profiles, as attach's --out (default:
+    /// gotrace-<pid>-<time>).
     #[arg(short, long)]
     pub out: Option<PathBuf>,
 
+    /// Run the command as root even when gotrace was started through sudo (by default it runs
+    /// as the user who ran sudo).
+    #[arg(long, conflicts_with = "pid")]
+    pub as_root: bool,
+
     /// The command to start and trace (after `--`).
-    #[arg(last = true, value_name = "CMD ARGS")]
+    #[arg(last = true, value_name = "CMD ARGS", required_unless_present = "pid")]
     pub command: Vec<String>,
 
     #[command(flatten)]
@@ -202,7 +218,8 @@ pub struct HeapArgs {
     pub read_only: bool,
 
     /// Keep an SVG flamegraph of the heap in use up to date in this file while attached
-    /// (rewritten atomically every few seconds: open it in a browser and reload).
+    /// (rewritten atomically every few seconds: open it in a browser and reload). Its
+    /// directory must exist.
     #[arg(long, value_name = "FILE.svg")]
     pub flamegraph: Option<PathBuf>,
 }
@@ -216,7 +233,8 @@ pub struct AttachArgs {
     #[arg(short, long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
 
-    /// Output directory [default: gotrace-<pid>-<time>].
+    /// Output directory, created if missing; an existing one must be yours (or root's) and
+    /// writable by nobody else [default: gotrace-<pid>-<time>, which must not exist].
     #[arg(short, long)]
     pub out: Option<PathBuf>,
 
@@ -333,6 +351,14 @@ fn attach(args: AttachArgs) -> Result<ExitCode> {
         read_only: args.heap.read_only,
         detect: args.detect.clone(),
     };
+    // Outputs are checked before attaching: a bad path fails now, not after the session.
+    let mut sink = Sink::new(out_dir(args.out.as_deref(), args.pid)?);
+    let mut flamegraph = args
+        .heap
+        .flamegraph
+        .as_deref()
+        .map(OutFile::open)
+        .transpose()?;
     let mut session = Session::attach(args.pid, options)?;
     let att = session.attachment();
     let info = att.target.info();
@@ -366,10 +392,9 @@ fn attach(args: AttachArgs) -> Result<ExitCode> {
         _ => {}
     }
 
-    let reason = run_live(&mut session, args.quiet, args.heap.flamegraph.as_deref())?;
+    let reason = run_live(&mut session, args.quiet, flamegraph.as_mut())?;
     let snapshot = session.snapshot(Some(reason))?;
-    let out = args.out.unwrap_or_else(|| export::default_dir(args.pid));
-    let written = export::write_all(&snapshot, &out)?;
+    let written = write_outputs(&snapshot, &mut sink, flamegraph.as_mut())?;
     let report = &snapshot.report;
     eprintln!(
         "gotrace: {} after {:.1}s; probes removed{}. {} goroutines started, {} exited{}, {} events lost",
@@ -417,11 +442,39 @@ fn attach(args: AttachArgs) -> Result<ExitCode> {
             site.function
         );
     }
-    print_written(&written, &out);
+    print_written(&written, sink.dir());
     if args.json {
         println!("{}", report.to_json());
     }
+    finish(sink, flamegraph)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--out DIR`, or the default directory, made anew.
+fn out_dir(out: Option<&std::path::Path>, pid: u32) -> gotrace::Result<OutDir> {
+    match out {
+        Some(dir) => OutDir::open(dir),
+        None => OutDir::create_new(&export::default_dir(pid)),
+    }
+}
+
+/// A session's files, and the live flamegraph's last picture.
+fn write_outputs(
+    snapshot: &gotrace::snapshot::Snapshot,
+    sink: &mut Sink,
+    flamegraph: Option<&mut OutFile>,
+) -> gotrace::Result<Vec<&'static str>> {
+    let written = export::write_all(snapshot, sink)?;
+    if let Some(file) = flamegraph {
+        export::write_one(snapshot, export::HEAP_INUSE_SVG, file)?;
+    }
+    Ok(written)
+}
+
+/// An error, naming where the files went instead, when some could not be written where asked.
+fn finish(sink: Sink, flamegraph: Option<OutFile>) -> gotrace::Result<()> {
+    sink.finish()?;
+    flamegraph.map_or(Ok(()), |f| f.sink.finish())
 }
 
 /// `gotrace: wrote report.json, heap.pb.gz, ... in DIR`.
@@ -440,7 +493,7 @@ fn print_written(written: &[&str], out: &std::path::Path) {
 fn run_live(
     session: &mut Session,
     quiet: bool,
-    flamegraph: Option<&std::path::Path>,
+    mut flamegraph: Option<&mut OutFile>,
 ) -> Result<StopReason> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -456,24 +509,21 @@ fn run_live(
                 eprintln!("{}", ui::summary::finding(f));
             }
         }
-        if let Some(path) = flamegraph {
+        if let Some(file) = flamegraph.as_deref_mut() {
             if last_svg.is_none_or(|t| t.elapsed() >= LIVE_FLAMEGRAPH_EVERY) {
                 last_svg = Some(std::time::Instant::now());
-                if let Err(e) = write_live_flamegraph(session, path) {
+                // Atomically: a viewer never sees half a file. The last picture is drawn from
+                // the final snapshot, with the other files.
+                let written = session
+                    .heap_snapshot()
+                    .and_then(|s| export::write_one(&s, export::HEAP_INUSE_SVG, file));
+                if let Err(e) = written {
                     log::warn!("live flamegraph: {e}");
                 }
             }
         }
     }))?;
-    if let Some(path) = flamegraph {
-        write_live_flamegraph(session, path)?;
-    }
     Ok(reason)
-}
-
-/// Rewrites the live in-use flamegraph (atomically: a viewer never sees half a file).
-fn write_live_flamegraph(session: &Session, path: &std::path::Path) -> gotrace::Result<bool> {
-    export::write_one(&session.heap_snapshot()?, export::HEAP_INUSE_SVG, path)
 }
 
 /// How often `--flamegraph` rewrites its SVG.
@@ -513,6 +563,13 @@ fn record(args: RecordArgs) -> Result<ExitCode> {
         read_only: args.heap.read_only,
         ..AttachOptions::default()
     };
+    let mut output = OutFile::open(&args.output)?;
+    let mut flamegraph = args
+        .heap
+        .flamegraph
+        .as_deref()
+        .map(OutFile::open)
+        .transpose()?;
     let mut session = Session::attach(args.pid, options)?;
     eprintln!(
         "gotrace: recording the heap of {} ({}) for {}; Ctrl-C to stop early",
@@ -523,43 +580,56 @@ fn record(args: RecordArgs) -> Result<ExitCode> {
     if let Some(why) = session.attachment().sampler().unavailable() {
         return Err(anyhow::anyhow!("no heap profile: {why}"));
     }
-    let reason = run_live(&mut session, args.quiet, args.heap.flamegraph.as_deref())?;
+    let reason = run_live(&mut session, args.quiet, flamegraph.as_mut())?;
     let snapshot = session.snapshot(Some(reason))?;
-    if !export::write_one(&snapshot, export::HEAP, &args.output)? {
+    if !export::write_one(&snapshot, export::HEAP, &mut output)? {
         anyhow::bail!("the process exited before a heap profile could be read");
     }
+    if let Some(file) = flamegraph.as_mut() {
+        export::write_one(&snapshot, export::HEAP_INUSE_SVG, file)?;
+    }
     print_heap_top(&snapshot.report, 10);
+    let path = output.path();
     eprintln!(
         "gotrace: wrote {} (view it with `go tool pprof -http=: {}`)",
-        args.output.display(),
-        args.output.display()
+        path.display(),
+        path.display()
     );
+    finish(output.sink, flamegraph)?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn check(args: CheckArgs) -> Result<ExitCode> {
-    use gotrace::check::{wait_for_go_runtime, Gate};
+    use gotrace::check::{self as gate, Gate};
+    // Outputs are checked before anything starts; the default directory is named after the
+    // traced process, and made as soon as it is known, before attaching.
+    let mut sink = args
+        .out
+        .as_deref()
+        .map(OutDir::open)
+        .transpose()?
+        .map(Sink::new);
     let mut child = None;
     let pid = match (args.pid, args.command.split_first()) {
-        (Some(pid), _) => {
-            if args.duration.is_none() {
-                anyhow::bail!("--pid needs --duration: how long to watch the process");
-            }
-            pid
-        }
+        (Some(pid), _) => pid,
         (None, Some((cmd, rest))) => {
-            let c = std::process::Command::new(cmd)
-                .args(rest)
-                .spawn()
-                .map_err(|e| anyhow::anyhow!("cannot start {cmd}: {e}"))?;
-            let pid = c.id();
-            child = Some(c);
-            if let Err(e) = wait_for_go_runtime(pid, std::time::Duration::from_secs(10)) {
-                return finished_before_attach(child.as_mut().unwrap(), e);
+            let mut c = gate::spawn(cmd, rest, args.as_root)?;
+            let until = args.duration.map(|d| std::time::Instant::now() + d);
+            match gate::wait_for_go_program(c.id(), until) {
+                Ok(Some(pid)) => {
+                    child = Some(c);
+                    pid
+                }
+                Ok(None) => return nothing_traced(&mut c, None),
+                Err(e) => return nothing_traced(&mut c, Some(e)),
             }
-            pid
         }
+        // clap requires one or the other.
         (None, None) => anyhow::bail!("give a command after `--`, or --pid PID --duration DUR"),
+    };
+    let mut sink = match sink.take() {
+        Some(sink) => sink,
+        None => Sink::new(out_dir(None, pid)?),
     };
     let options = AttachOptions {
         duration: args.duration,
@@ -569,12 +639,16 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
     };
     let mut session = match (Session::attach(pid, options), child.as_mut()) {
         (Ok(s), _) => s,
-        (Err(e), Some(c)) => return finished_before_attach(c, e),
+        (Err(e), Some(c)) => return nothing_traced(c, Some(e)),
         (Err(e), None) => return Err(e.into()),
     };
     eprintln!(
-        "gotrace check: tracing {pid} ({}){}",
+        "gotrace check: tracing {pid} ({}){}{}",
         session.target().binary.buildinfo.version_string,
+        match &child {
+            Some(c) if c.id() != pid => format!(", started by the command ({})", c.id()),
+            _ => String::new(),
+        },
         match args.duration {
             Some(d) => format!(" for {}", humantime::format_duration(d)),
             None => " until it exits".into(),
@@ -583,8 +657,7 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
     let reason = run_live(&mut session, true, None)?;
     // The same snapshot and files as attach.
     let snapshot = session.snapshot(Some(reason))?;
-    let out = args.out.unwrap_or_else(|| export::default_dir(pid));
-    export::write_all(&snapshot, &out)?;
+    export::write_all(&snapshot, &mut sink)?;
     let report = &snapshot.report;
     let gate = Gate {
         fail_on: match args.fail_on.as_slice() {
@@ -598,9 +671,11 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
     let model = session.model();
     let mut verdict = gate.judge(report, model.peak_heap_in_use, model.peak_goroutines);
     if let Some(mut c) = child {
-        // A command still running when --duration ends is stopped: the check is over.
-        if c.try_wait()?.is_none() {
-            let _ = c.kill();
+        // Stopped by --duration or a signal, the command is killed: the check is over. When the
+        // traced program exited, a wrapper still running finishes on its own.
+        if reason != StopReason::TargetExited {
+            gate::kill_family(c.id());
+            gate::kill_family(pid);
         }
         let status = c.wait()?;
         if !status.success() && args.duration.is_none() {
@@ -611,37 +686,44 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
         }
     }
     drop(session);
+    let out = sink.dir().display().to_string();
     if verdict.passed {
-        eprintln!("gotrace check: PASS (report in {})", out.display());
-        Ok(ExitCode::SUCCESS)
+        eprintln!("gotrace check: PASS (report in {out})");
     } else {
-        eprintln!("gotrace check: FAIL (report in {})", out.display());
+        eprintln!("gotrace check: FAIL (report in {out})");
         for r in &verdict.reasons {
             eprintln!("  - {r}");
         }
-        Ok(ExitCode::from(3))
     }
+    sink.finish()?;
+    Ok(if verdict.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }
 
-/// A command that ended before gotrace could attach: nothing was traced, so the command's own
-/// exit status decides; any other failure to attach is an error.
-fn finished_before_attach(
+/// The command ended, or ran no Go program within --duration, or gotrace could not attach to
+/// the one it ran: nothing was traced. That is an error, never a pass: a gate that saw nothing
+/// would hide every leak.
+fn nothing_traced(
     child: &mut std::process::Child,
-    error: impl Into<anyhow::Error>,
+    error: Option<gotrace::Error>,
 ) -> Result<ExitCode> {
     std::thread::sleep(std::time::Duration::from_millis(50));
-    let Some(status) = child.try_wait()? else {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(error.into());
-    };
-    eprintln!("gotrace check: the command exited ({status}) before gotrace could attach: nothing was traced");
-    if status.success() {
-        eprintln!("gotrace check: PASS");
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!("gotrace check: FAIL\n  - the command failed ({status})");
-        Ok(ExitCode::from(3))
+    let status = child.try_wait()?;
+    if status.is_none() {
+        gotrace::check::kill_family(child.id());
+        child.wait()?;
+    }
+    match (status, error) {
+        (Some(status), _) => anyhow::bail!(
+            "the command exited ({status}) before gotrace could trace a Go program in it: nothing was traced (the command must run a Go program long enough to be traced)"
+        ),
+        (None, Some(e)) => Err(e.into()),
+        (None, None) => anyhow::bail!(
+            "the command ran no Go program within --duration: nothing was traced"
+        ),
     }
 }
 

@@ -89,6 +89,17 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error("cannot write to {path}: {problem}")]
+    OutputPath { path: PathBuf, problem: String },
+
+    #[error("{error}; gotrace wrote its files to {to} instead")]
+    OutputMoved { error: Box<Error>, to: PathBuf },
+
+    #[error(
+        "{path} is {kind}, not an executable file: give the path of a Go program, or a process id"
+    )]
+    NotAFile { path: PathBuf, kind: &'static str },
+
     #[error("cannot export the profile: {0}")]
     Export(String),
 

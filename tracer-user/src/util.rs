@@ -36,3 +36,13 @@ pub fn read_u64(bytes: &[u8], off: usize) -> Option<u64> {
         .get(off..off.checked_add(8)?)
         .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
 }
+
+/// The user who ran sudo (`SUDO_UID`, `SUDO_GID`) when gotrace runs as root through it: the
+/// user gotrace works for, whose commands it runs and whose directories it trusts.
+pub fn sudo_user() -> Option<(u32, u32)> {
+    let id = |var| std::env::var(var).ok()?.parse().ok();
+    if !rustix::process::geteuid().is_root() {
+        return None;
+    }
+    Some((id("SUDO_UID")?, id("SUDO_GID")?))
+}

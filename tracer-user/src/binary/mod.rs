@@ -8,7 +8,10 @@ pub mod offsets;
 mod offsets_table;
 pub mod pclntab;
 
-use std::path::Path;
+use std::{
+    os::unix::fs::{FileTypeExt, OpenOptionsExt},
+    path::Path,
+};
 
 use object::{Object, ObjectSymbol};
 
@@ -36,10 +39,35 @@ pub struct GoBinary {
 impl GoBinary {
     /// Maps and parses the binary at `open_path`; `display` names it in messages.
     pub fn open(open_path: &Path, display: &str) -> Result<Self> {
-        let file = std::fs::File::open(open_path).map_err(|source| Error::Open {
+        let open_err = |source| Error::Open {
             path: open_path.to_path_buf(),
             source,
-        })?;
+        };
+        // Non-blocking, so that opening a FIFO does not wait for a writer; anything but a
+        // regular file is refused before it is mapped.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+            .open(open_path)
+            .map_err(open_err)?;
+        let kind = file.metadata().map_err(open_err)?.file_type();
+        let not_regular = if kind.is_dir() {
+            Some("a directory")
+        } else if kind.is_fifo() {
+            Some("a FIFO")
+        } else if kind.is_char_device() || kind.is_block_device() {
+            Some("a device")
+        } else if kind.is_socket() {
+            Some("a socket")
+        } else {
+            None
+        };
+        if let Some(kind) = not_regular {
+            return Err(Error::NotAFile {
+                path: open_path.to_path_buf(),
+                kind,
+            });
+        }
         // SAFETY: the map is read-only and private; a binary being replaced on disk keeps its
         // old inode alive for us (and for the process), so the bytes do not change under us.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| Error::Open {

@@ -8,7 +8,6 @@
 use std::{
     collections::{BTreeMap, HashMap},
     io::{self, Write},
-    path::Path,
 };
 
 use crate::error::{Error, Result};
@@ -201,18 +200,6 @@ pub fn heap_svg(
         &mut out,
     )?;
     Ok(out)
-}
-
-/// Writes (or rewrites, for a live view) the SVG flamegraph of one value of a heap profile,
-/// replacing the file atomically.
-pub fn write_heap_svg(
-    path: &Path,
-    profile: &proto::Profile,
-    value: HeapValue,
-    subtitle: Option<&str>,
-) -> Result<()> {
-    let svg = heap_svg(profile, value, subtitle)?;
-    super::file::write_atomic(path, |w| w.write_all(&svg))
 }
 
 #[cfg(test)]

@@ -1,12 +1,14 @@
 //! The last stage: writing a [`Snapshot`]. Each file is an [`Output`] — report.json, the pprof
 //! profiles, the flamegraphs and their folded stacks — registered in [`OUTPUTS`]; `attach`,
-//! `check` and `record` all write through [`write_all`] or [`write_one`].
+//! `check` and `record` all write through [`write_all`] or [`write_one`], into places opened
+//! and checked by [`file`] when the command starts.
 
 pub mod file;
 pub mod flamegraph;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use file::{OutFile, Sink};
 use flamegraph::HeapValue;
 
 use crate::{
@@ -21,9 +23,8 @@ pub use crate::snapshot::{Report, HEAP_PPROF};
 pub trait Output: Sync {
     /// The file's name in an output directory.
     fn file_name(&self) -> &'static str;
-    /// Writes the file at `path`; `false` when the snapshot has nothing for it (no heap
-    /// profile, say).
-    fn write(&self, snapshot: &Snapshot, path: &Path) -> Result<bool>;
+    /// The file's bytes; `None` when the snapshot has nothing for it (no heap profile, say).
+    fn render(&self, snapshot: &Snapshot) -> Result<Option<Vec<u8>>>;
 }
 
 pub const REPORT_JSON: &str = "report.json";
@@ -38,10 +39,8 @@ impl Output for ReportJson {
     fn file_name(&self) -> &'static str {
         REPORT_JSON
     }
-    fn write(&self, s: &Snapshot, path: &Path) -> Result<bool> {
-        let json = s.report.to_json() + "\n";
-        file::write_atomic(path, |w| w.write_all(json.as_bytes()))?;
-        Ok(true)
+    fn render(&self, s: &Snapshot) -> Result<Option<Vec<u8>>> {
+        Ok(Some((s.report.to_json() + "\n").into_bytes()))
     }
 }
 
@@ -49,12 +48,8 @@ impl Output for Pprof {
     fn file_name(&self) -> &'static str {
         self.0
     }
-    fn write(&self, s: &Snapshot, path: &Path) -> Result<bool> {
-        let Some(profile) = (self.1)(s) else {
-            return Ok(false);
-        };
-        write_pprof(profile, path)?;
-        Ok(true)
+    fn render(&self, s: &Snapshot) -> Result<Option<Vec<u8>>> {
+        (self.1)(s).map(pprof::gzip).transpose()
     }
 }
 
@@ -62,12 +57,11 @@ impl Output for HeapSvg {
     fn file_name(&self) -> &'static str {
         self.0
     }
-    fn write(&self, s: &Snapshot, path: &Path) -> Result<bool> {
-        let Some(profile) = &s.heap else {
-            return Ok(false);
-        };
-        flamegraph::write_heap_svg(path, profile, self.1, Some(&s.subtitle))?;
-        Ok(true)
+    fn render(&self, s: &Snapshot) -> Result<Option<Vec<u8>>> {
+        s.heap
+            .as_ref()
+            .map(|profile| flamegraph::heap_svg(profile, self.1, Some(&s.subtitle)))
+            .transpose()
     }
 }
 
@@ -75,13 +69,11 @@ impl Output for HeapFolded {
     fn file_name(&self) -> &'static str {
         self.0
     }
-    fn write(&self, s: &Snapshot, path: &Path) -> Result<bool> {
-        let Some(profile) = &s.heap else {
-            return Ok(false);
-        };
-        let text = flamegraph::folded(profile, self.1.sample_type())?;
-        file::write_atomic(path, |w| w.write_all(text.as_bytes()))?;
-        Ok(true)
+    fn render(&self, s: &Snapshot) -> Result<Option<Vec<u8>>> {
+        s.heap
+            .as_ref()
+            .map(|profile| Ok(flamegraph::folded(profile, self.1.sample_type())?.into_bytes()))
+            .transpose()
     }
 }
 
@@ -102,30 +94,25 @@ pub const OUTPUTS: &[&dyn Output] = &[
     &ReportJson,
 ];
 
-/// Writes every output into `dir` (created if needed); returns the names written.
-pub fn write_all(snapshot: &Snapshot, dir: &Path) -> Result<Vec<&'static str>> {
-    std::fs::create_dir_all(dir).map_err(|source| crate::Error::Output {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+/// Writes every output into `sink`; returns the names written.
+pub fn write_all(snapshot: &Snapshot, sink: &mut Sink) -> Result<Vec<&'static str>> {
     let mut written = Vec::new();
     for output in OUTPUTS {
-        if output.write(snapshot, &dir.join(output.file_name()))? {
+        if let Some(bytes) = output.render(snapshot)? {
+            sink.write(output.file_name().as_ref(), &bytes)?;
             written.push(output.file_name());
         }
     }
     Ok(written)
 }
 
-/// Writes one output at `path`; `false` when the snapshot has nothing for it.
-pub fn write_one(snapshot: &Snapshot, output: &dyn Output, path: &Path) -> Result<bool> {
-    output.write(snapshot, path)
-}
-
-/// Writes a profile gzipped, as Go does, replacing any previous file atomically.
-pub fn write_pprof(profile: &proto::Profile, path: &Path) -> Result<()> {
-    let bytes = pprof::gzip(profile)?;
-    file::write_atomic(path, |w| w.write_all(&bytes))
+/// Writes one output as `file`; `false` when the snapshot has nothing for it.
+pub fn write_one(snapshot: &Snapshot, output: &dyn Output, file: &mut OutFile) -> Result<bool> {
+    let Some(bytes) = output.render(snapshot)? else {
+        return Ok(false);
+    };
+    file.write(&bytes)?;
+    Ok(true)
 }
 
 /// `gotrace-<pid>-<time>`: the default output directory.
