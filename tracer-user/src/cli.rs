@@ -224,6 +224,13 @@ pub struct HeapArgs {
     pub flamegraph: Option<PathBuf>,
 }
 
+impl HeapArgs {
+    /// The live flamegraph's file, checked before attaching.
+    fn flamegraph_file(&self) -> Result<Option<OutFile>> {
+        Ok(self.flamegraph.as_deref().map(OutFile::open).transpose()?)
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct AttachArgs {
     /// Process id of the Go program.
@@ -353,12 +360,7 @@ fn attach(args: AttachArgs) -> Result<ExitCode> {
     };
     // Outputs are checked before attaching: a bad path fails now, not after the session.
     let mut sink = Sink::new(out_dir(args.out.as_deref(), args.pid)?);
-    let mut flamegraph = args
-        .heap
-        .flamegraph
-        .as_deref()
-        .map(OutFile::open)
-        .transpose()?;
+    let mut flamegraph = args.heap.flamegraph_file()?;
     let mut session = Session::attach(args.pid, options)?;
     let att = session.attachment();
     let info = att.target.info();
@@ -564,12 +566,7 @@ fn record(args: RecordArgs) -> Result<ExitCode> {
         ..AttachOptions::default()
     };
     let mut output = OutFile::open(&args.output)?;
-    let mut flamegraph = args
-        .heap
-        .flamegraph
-        .as_deref()
-        .map(OutFile::open)
-        .transpose()?;
+    let mut flamegraph = args.heap.flamegraph_file()?;
     let mut session = Session::attach(args.pid, options)?;
     eprintln!(
         "gotrace: recording the heap of {} ({}) for {}; Ctrl-C to stop early",

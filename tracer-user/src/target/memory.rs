@@ -5,17 +5,21 @@
 //! holds the address space it was opened on, and once the process `exec`s (same pid, same start
 //! time, a new program) it reads and writes nothing. So a variable's address learnt from the
 //! old program can never be written into the new one, and the same file tells whether the
-//! program is still the one gotrace attached to.
+//! program is still the one gotrace attached to. Opening it takes more than ptrace access to
+//! another user's process (the file is 0600, its owner's: CAP_DAC_OVERRIDE on top of
+//! CAP_SYS_PTRACE); without it, gotrace writes by pid with `process_vm_writev`, each write
+//! preceded by a check that the program is still the one attached to (its executable and where
+//! its stack began, which an exec moves), leaving a window of one system call.
 
 use std::{
     fs::File,
-    io::{self, IoSliceMut},
-    os::unix::fs::FileExt,
+    io::{self, IoSlice, IoSliceMut},
+    os::unix::fs::{FileExt, MetadataExt},
     sync::Arc,
 };
 
 use nix::{
-    sys::uio::{process_vm_readv, RemoteIoVec},
+    sys::uio::{process_vm_readv, process_vm_writev, RemoteIoVec},
     unistd::Pid,
 };
 
@@ -24,38 +28,70 @@ use crate::error::{Error, Result};
 #[derive(Clone, Debug)]
 pub struct ProcessMemory {
     pid: u32,
-    /// `/proc/PID/mem` of the program as attached (see the module's comment).
-    mem: Arc<File>,
-    /// An address mapped for the program's whole life (its entry point), read to tell whether
-    /// the program is still there.
-    witness: u64,
+    program: Program,
+}
+
+/// How the program gotrace attached to is told from one the process exec'd since.
+#[derive(Clone, Debug)]
+enum Program {
+    /// `/proc/PID/mem` as opened at attach, and an address mapped for the program's whole life
+    /// (its first loaded segment), read to tell whether the program is still there.
+    Mem { file: Arc<File>, witness: u64 },
+    /// The program's executable (device, inode) and where its stack began.
+    Image((u64, u64, u64)),
+}
+
+/// The executable and the stack start of what `pid` runs now.
+fn image_of(pid: u32) -> Option<(u64, u64, u64)> {
+    let stack = procfs::process::Process::new(pid as i32)
+        .and_then(|p| p.stat())
+        .ok()?
+        .startstack;
+    let exe = std::fs::metadata(format!("/proc/{pid}/exe")).ok()?;
+    Some((exe.dev(), exe.ino(), stack))
 }
 
 impl ProcessMemory {
     /// Opens the address space the process has now; `witness` is an address mapped in it for
     /// the program's whole life.
     pub fn open(pid: u32, witness: u64) -> Result<Self> {
-        let mem = File::options()
+        let program = match File::options()
             .read(true)
             .write(true)
             .open(format!("/proc/{pid}/mem"))
-            .map_err(|source| Error::ProcAccess {
-                pid,
-                what: "its memory (/proc/PID/mem)",
-                source,
-            })?;
-        Ok(ProcessMemory {
-            pid,
-            mem: Arc::new(mem),
-            witness,
-        })
+        {
+            Ok(file) => Program::Mem {
+                file: Arc::new(file),
+                witness,
+            },
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                Program::Image(image_of(pid).ok_or_else(|| Error::ProcAccess {
+                    pid,
+                    what: "its executable and stat (/proc/PID/exe, /proc/PID/stat)",
+                    source: e,
+                })?)
+            }
+            Err(source) => {
+                return Err(Error::ProcAccess {
+                    pid,
+                    what: "its memory (/proc/PID/mem)",
+                    source,
+                })
+            }
+        };
+        Ok(ProcessMemory { pid, program })
     }
 
     /// Whether the program gotrace attached to still owns this address space: false once the
     /// process has exec'd another program (or exited).
     pub fn same_program(&self) -> bool {
-        let mut b = [0u8; 1];
-        matches!(self.mem.read_at(&mut b, self.witness), Ok(1))
+        match &self.program {
+            Program::Mem { file, witness } => {
+                let mut b = [0u8; 1];
+                matches!(file.read_at(&mut b, *witness), Ok(1))
+            }
+            Program::Image(image) => image_of(self.pid).as_ref() == Some(image),
+        }
     }
 
     fn nix_pid(&self) -> Pid {
@@ -89,7 +125,20 @@ impl ProcessMemory {
     /// exec'd since gets nothing: `Error::Replaced`): only for the documented cases where
     /// gotrace changes a runtime setting, such as turning Go's heap sampler on.
     pub fn write(&self, addr: u64, bytes: &[u8]) -> Result<()> {
-        match self.mem.write_at(bytes, addr) {
+        let written = match &self.program {
+            Program::Mem { file, .. } => file.write_at(bytes, addr),
+            Program::Image(_) if !self.same_program() => Ok(0),
+            Program::Image(_) => process_vm_writev(
+                self.nix_pid(),
+                &[IoSlice::new(bytes)],
+                &[RemoteIoVec {
+                    base: addr as usize,
+                    len: bytes.len(),
+                }],
+            )
+            .map_err(io::Error::from),
+        };
+        match written {
             Ok(n) if n == bytes.len() => Ok(()),
             // Nothing written: the address space is gone (exec, or exit).
             Ok(0) if !self.same_program() => Err(Error::Replaced { pid: self.pid }),
