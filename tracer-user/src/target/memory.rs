@@ -65,7 +65,7 @@ impl ProcessMemory {
                 witness,
             },
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                Program::Image(image_of(pid).ok_or_else(|| Error::ProcAccess {
+                Program::Image(image_of(pid).ok_or(Error::ProcAccess {
                     pid,
                     what: "its executable and stat (/proc/PID/exe, /proc/PID/stat)",
                     source: e,
