@@ -35,28 +35,28 @@ fn goleak() -> Result<String> {
     )
 }
 
+/// `check --fail-on goroutine-leak -- CMD...` exits 3 naming goroutine-leak-at main.handle;
+/// returns its stderr.
+fn fails_with_the_leak(cmd: &[&str]) -> Result<String> {
+    let mut args = vec!["--duration", "14s", "--fail-on", "goroutine-leak", "--"];
+    args.extend_from_slice(cmd);
+    let o = check(&args)?;
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("- goroutine-leak at main.handle"),
+        "{stderr}"
+    );
+    Ok(stderr)
+}
+
 #[test]
 fn leaking_command_fails_with_the_reason() -> Result<()> {
     let _children = gotrace_tests::children::guard();
     let lock = bpf::exclusive();
     let exe = goleak()?;
-    let o = check(&[
-        "--duration",
-        "14s",
-        "--fail-on",
-        "goroutine-leak",
-        "--",
-        &exe,
-        "-mode",
-        "leak",
-    ])?;
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(3), "{stderr}");
+    let stderr = fails_with_the_leak(&[&exe, "-mode", "leak"])?;
     assert!(stderr.contains("gotrace check: FAIL"), "{stderr}");
-    assert!(
-        stderr.contains("- goroutine-leak at main.handle"),
-        "{stderr}"
-    );
     lock.assert_nothing_loaded()
 }
 
@@ -158,24 +158,13 @@ fn wrapper_script_is_followed_into_its_go_program() -> Result<()> {
     let _children = gotrace_tests::children::guard();
     let lock = bpf::exclusive();
     let exe = goleak()?;
-    let o = check(&[
-        "--duration",
-        "14s",
-        "--fail-on",
-        "goroutine-leak",
-        "--",
+    let stderr = fails_with_the_leak(&[
         "sh",
         "-c",
         "echo wrapper starting; \"$0\" -mode leak; echo wrapper done",
         &exe,
     ])?;
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("started by the command"), "{stderr}");
-    assert!(
-        stderr.contains("- goroutine-leak at main.handle"),
-        "{stderr}"
-    );
     lock.assert_nothing_loaded()
 }
 

@@ -38,13 +38,7 @@ fn by_main_function(p: &proto::Profile) -> BTreeMap<String, i64> {
 fn counts_agree_with_go(release: &str, variant: Variant) -> Result<()> {
     let lock = bpf::exclusive();
     let exe = fixtures::build("counts", Toolchain::find(release)?, variant)?;
-    let dir = std::env::temp_dir().join(format!(
-        "gotrace-counts-{release}-{}-{}",
-        variant.name(),
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
+    let dir = fixtures::scratch_dir(&format!("counts-{release}-{}", variant.name()))?;
     let go_profile = dir.join("go.pb.gz");
     let out = dir.join("out");
     let mut proc = GoProcess::start(&exe, &["-out", &go_profile.display().to_string()])?;

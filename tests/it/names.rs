@@ -25,13 +25,7 @@ fn generic_sites_named_as_go(release: &str, variant: Variant) -> Result<()> {
     let lock = bpf::exclusive();
     let tc = Toolchain::find(release)?;
     let exe = fixtures::build("generics", tc, variant)?;
-    let dir = std::env::temp_dir().join(format!(
-        "gotrace-names-{release}-{}-{}",
-        variant.name(),
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
+    let dir = fixtures::scratch_dir(&format!("names-{release}-{}", variant.name()))?;
     let go_profile = dir.join("go.pb.gz");
     let out = dir.join("out");
     let mut proc = GoProcess::start(&exe, &["-out", &go_profile.display().to_string()])?;

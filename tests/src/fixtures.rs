@@ -57,6 +57,14 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// A fresh empty directory for one test's files, named by `tag` and this test process.
+pub fn scratch_dir(tag: &str) -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("gotrace-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
 pub fn fixtures_dir() -> PathBuf {
     workspace_root().join("tests/fixtures")
 }
