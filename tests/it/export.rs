@@ -35,7 +35,7 @@ use gotrace_tests::{children, fixtures, go, Toolchain, Variant};
 
 /// Writes a file the way gotrace writes its outputs.
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    export::file::OutFile::open(path)?.write(bytes)?;
+    gotrace::files::OutFile::open(path)?.write(bytes)?;
     Ok(())
 }
 

@@ -7,10 +7,8 @@ use clap::{Args, Parser, Subcommand};
 use gotrace::{
     attach::Handover,
     detect::DetectConfig,
-    export::{
-        self,
-        file::{OutDir, OutFile, Sink},
-    },
+    export,
+    files::{OutDir, OutFile, Sink},
     probes::ProbeSelection,
     session::{AttachOptions, Session},
     snapshot::{Report, StopReason},

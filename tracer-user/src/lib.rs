@@ -16,6 +16,7 @@ pub mod dump;
 pub mod error;
 mod events;
 pub mod export;
+pub mod files;
 pub mod goruntime;
 pub mod inspect;
 pub mod model;

@@ -8,19 +8,25 @@
 //! the next session knows that the rate it finds was gotrace's, not the program's.
 //!
 //! The records live in `/run/gotrace/sampler` (tmpfs: gone at reboot, with every program they
-//! describe), a directory only root may write: it is created 0700 and refused when it is a
-//! symlink, not a directory, not root's own or writable by others. Sessions in other mount
-//! namespaces see each other only when they share `/run`.
+//! describe), opened like every output directory (`files::OutDir`): refused when
+//! another user than root (or the one who ran sudo) owns it or others can write to it, never
+//! reached through a planted symlink. Sessions in other mount namespaces see each other only
+//! when they share `/run`.
 
 use std::{
-    fs::{self, File},
-    io::{self, Write},
-    os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt},
-    path::{Path, PathBuf},
+    ffi::{OsStr, OsString},
+    fs::File,
+    io,
+    path::Path,
 };
 
 use rustix::fs::{flock, FlockOperation};
 use serde::{Deserialize, Serialize};
+
+use crate::{
+    error::{Error, Result},
+    files::OutDir,
+};
 
 const DIR: &str = "/run/gotrace/sampler";
 
@@ -110,74 +116,50 @@ impl Record {
 /// The records, locked for as long as this value lives (an exclusive `flock`: sessions take
 /// it for a read-modify-write of a few hundred bytes).
 pub(crate) struct Ledger {
-    dir: PathBuf,
+    dir: OutDir,
     _lock: File,
 }
 
 impl Ledger {
-    pub fn lock() -> io::Result<Ledger> {
-        let dir = PathBuf::from(DIR);
-        for d in [dir.parent().expect("a parent"), &dir] {
-            match fs::DirBuilder::new().mode(0o700).create(d) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e),
-            }
-            trusted_dir(d)?;
-        }
-        let lock = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .mode(0o600)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(dir.join("lock"))?;
-        flock(&lock, FlockOperation::LockExclusive)?;
+    pub fn lock() -> Result<Ledger> {
+        // Opened and written as every output is (`files`): checked on its descriptor,
+        // never through a symlink, records replaced whole.
+        let dir = OutDir::open(Path::new(DIR))?;
+        let lock = dir.open_file(OsStr::new("lock"))?;
+        flock(&lock, FlockOperation::LockExclusive).map_err(|e| Error::Output {
+            path: dir.path().join("lock"),
+            source: e.into(),
+        })?;
         let ledger = Ledger { dir, _lock: lock };
         ledger.forget_exited();
         Ok(ledger)
     }
 
-    fn path(&self, program: ProcessId) -> PathBuf {
-        self.dir
-            .join(format!("{}-{}.json", program.pid, program.start))
+    fn name(program: ProcessId) -> OsString {
+        format!("{}-{}.json", program.pid, program.start).into()
     }
 
     /// The record of `program` running `image`, if a session left one (an unreadable one
     /// counts as none).
     pub fn read(&self, program: ProcessId, image: u64) -> Option<Record> {
-        let bytes = fs::read(self.path(program)).ok()?;
+        let bytes = self.dir.read(&Self::name(program)).ok()?;
         serde_json::from_slice::<Record>(&bytes)
             .ok()
             .filter(|r| r.program == program && r.image == image)
     }
 
-    pub fn write(&self, record: &Record) -> io::Result<()> {
-        let path = self.path(record.program);
-        let tmp = path.with_extension("tmp");
-        // Only root writes here (checked in `lock`) and only under the lock: a fixed name is
-        // safe; a leftover of a session killed mid-write is replaced.
-        let _ = fs::remove_file(&tmp);
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(&serde_json::to_vec(record).map_err(io::Error::other)?)?;
-        fs::rename(&tmp, &path)
+    pub fn write(&self, record: &Record) -> Result<()> {
+        let bytes = serde_json::to_vec(record).map_err(|e| Error::Other(e.to_string()))?;
+        self.dir.write(&Self::name(record.program), &bytes)
     }
 
     pub fn remove(&self, program: ProcessId) {
-        let _ = fs::remove_file(self.path(program));
+        self.dir.remove(&Self::name(program));
     }
 
     /// Drops the records of programs that have exited: nobody can attach to them again.
     fn forget_exited(&self) {
-        let Ok(entries) = fs::read_dir(&self.dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name();
+        for name in self.dir.names().unwrap_or_default() {
             let Some((pid, start)) = name
                 .to_str()
                 .and_then(|n| n.strip_suffix(".json"))
@@ -187,30 +169,9 @@ impl Ledger {
             };
             if let (Ok(pid), Ok(start)) = (pid.parse(), start.parse()) {
                 if !(ProcessId { pid, start }).alive() {
-                    let _ = fs::remove_file(e.path());
+                    self.dir.remove(&name);
                 }
             }
         }
     }
-}
-
-/// A directory that only root can change: not a symlink, root's own, writable by nobody else.
-fn trusted_dir(dir: &Path) -> io::Result<()> {
-    let meta = fs::symlink_metadata(dir)?;
-    let untrusted = |why: &str| {
-        Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!("{} {why}: remove it", dir.display()),
-        ))
-    };
-    if !meta.is_dir() {
-        return untrusted("is not a directory");
-    }
-    if meta.uid() != rustix::process::geteuid().as_raw() {
-        return untrusted("belongs to another user");
-    }
-    if meta.mode() & 0o022 != 0 {
-        return untrusted("is writable by others");
-    }
-    Ok(())
 }

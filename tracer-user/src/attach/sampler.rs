@@ -145,7 +145,7 @@ impl SamplerGuard {
                 holders,
             };
             if let Err(e) = ledger.write(&record) {
-                log::warn!("recording the sampler in /run/gotrace: {e}");
+                log::warn!("recording the sampler for other sessions: {e}");
             }
         }
         if rate == 0 {
@@ -263,9 +263,7 @@ impl SamplerGuard {
         if record.holders.is_empty() {
             ledger.remove(record.program);
         } else {
-            ledger
-                .write(&record)
-                .map_err(|e| Error::Other(format!("recording the sampler in /run/gotrace: {e}")))?;
+            ledger.write(&record)?;
         }
         Ok(handover)
     }
@@ -274,9 +272,7 @@ impl SamplerGuard {
 fn ledger_or_warn() -> Option<Ledger> {
     Ledger::lock()
         .map_err(|e| {
-            log::warn!(
-                "gotrace sessions cannot see each other's changes to MemProfileRate (/run/gotrace/sampler: {e})"
-            )
+            log::warn!("gotrace sessions cannot see each other's changes to MemProfileRate: {e}")
         })
         .ok()
 }

@@ -3,12 +3,11 @@
 //! `check` and `record` all write through [`write_all`] or [`write_one`], into places opened
 //! and checked by [`file`] when the command starts.
 
-pub mod file;
 pub mod flamegraph;
 
 use std::path::PathBuf;
 
-use file::{OutFile, Sink};
+use crate::files::{OutFile, Sink};
 use flamegraph::HeapValue;
 
 use crate::{

@@ -125,6 +125,47 @@ impl OutDir {
         })
     }
 
+    /// Opens file `name` for reading and writing, created (mode 0600) if missing, never
+    /// through a symlink: a lock file.
+    pub fn open_file(&self, name: &OsStr) -> Result<std::fs::File> {
+        let flags = OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        rfs::openat(&self.fd, name, flags, Mode::RUSR | Mode::WUSR)
+            .map(Into::into)
+            .map_err(|e| io_error(&self.path.join(name), e))
+    }
+
+    /// The bytes of file `name`, never read through a symlink.
+    pub fn read(&self, name: &OsStr) -> Result<Vec<u8>> {
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let path = self.path.join(name);
+        let fd =
+            rfs::openat(&self.fd, name, flags, Mode::empty()).map_err(|e| io_error(&path, e))?;
+        let mut bytes = Vec::new();
+        io::Read::read_to_end(&mut std::fs::File::from(fd), &mut bytes)
+            .map_err(|source| Error::Output { path, source })?;
+        Ok(bytes)
+    }
+
+    /// Removes file `name`, if it is there.
+    pub fn remove(&self, name: &OsStr) {
+        let _ = rfs::unlinkat(&self.fd, name, AtFlags::empty());
+    }
+
+    /// The names of the entries in this directory.
+    pub fn names(&self) -> Result<Vec<OsString>> {
+        let err = |e| io_error(&self.path, e);
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let fd = rfs::openat(&self.fd, ".", flags, Mode::empty()).map_err(err)?;
+        let mut names = Vec::new();
+        for entry in rfs::Dir::new(fd).map_err(err)? {
+            let name = entry.map_err(err)?.file_name().to_bytes().to_vec();
+            if name != b"." && name != b".." {
+                names.push(OsStr::from_bytes(&name).to_os_string());
+            }
+        }
+        Ok(names)
+    }
+
     /// `.<name>.<16 random hex digits>.tmp`, created exclusively, never through a symlink.
     fn create_temp(&self, name: &OsStr) -> rustix::io::Result<(OsString, std::fs::File)> {
         let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
