@@ -289,32 +289,15 @@ fn late_write_failure_moves_the_files() -> Result<()> {
     let target = heapsites()?;
     let mnt = scratch("late");
     std::fs::create_dir(&mnt)?;
-    let script = format!(
-        "mount -t tmpfs none {m} || exit 1; (sleep 1; mount -o remount,ro {m}) & exec \"$@\"",
+    let setup = format!(
+        "mount -t tmpfs none {m} && {{ (sleep 1; mount -o remount,ro {m}) & }}",
         m = mnt.display()
     );
-    let o = children::output(
-        Command::new("unshare")
-            .args([
-                "--mount",
-                "--propagation",
-                "private",
-                "--",
-                "sh",
-                "-c",
-                &script,
-                "sh",
-            ])
-            .arg(gotrace_bin())
-            .args([
-                "attach",
-                &target.pid().to_string(),
-                "-d",
-                "3s",
-                "--quiet",
-                "--out",
-            ])
-            .arg(mnt.join("out")),
+    let out = mnt.join("out").display().to_string();
+    let pid = target.pid().to_string();
+    let o = in_private_mount(
+        &setup,
+        &["attach", &pid, "-d", "3s", "--quiet", "--out", &out],
     )?;
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{stderr}");
