@@ -101,22 +101,18 @@ impl SamplerGuard {
                 Some("the heap profile variables were not found in this binary".into());
             return Ok(guard);
         };
-        let ids = match (ProcessId::myself(), ProcessId::with_image(target.pid)) {
-            (Ok(me), Ok((program, image))) => Some(Ids {
-                me: Holder::new(me, 0),
-                program,
-                image,
-            }),
+        let who = match (ProcessId::myself(), ProcessId::with_image(target.pid)) {
+            (Ok(me), Ok((program, image))) => Some((me, program, image)),
             _ => None,
         };
         let ledger = ledger_or_warn();
         let current = reader.rate(&guard.memory)?;
         // A record whose last write is no longer in the target is void: the program has set
         // its own rate since.
-        let mut record = match (&ledger, &ids) {
-            (Some(l), Some(ids)) => l
-                .read(ids.program, ids.image)
-                .filter(|r| r.written == current),
+        let mut record = match (&ledger, who) {
+            (Some(l), Some((_, program, image))) => {
+                l.read(program, image).filter(|r| r.written == current)
+            }
             _ => None,
         };
         let others = record.as_mut().map_or(0, |r| r.live_holders().len());
@@ -130,9 +126,10 @@ impl SamplerGuard {
         if rate != current {
             reader.set_rate(&guard.memory, rate)?;
         }
-        let ids = ids.map(|ids| Ids {
-            me: Holder { rate, ..ids.me },
-            ..ids
+        let ids = who.map(|(me, program, image)| Ids {
+            me: Holder::new(me, rate),
+            program,
+            image,
         });
         if let (false, Some(ledger), Some(ids)) = (request.read_only, &ledger, &ids) {
             let mut holders = record.map(|r| r.holders).unwrap_or_default();
