@@ -8,6 +8,7 @@
 //! info, offsets), [`symbols`], [`target`] and [`goruntime`] (live readers of the runtime's
 //! structures). Tests drive the same API against real traced processes.
 
+pub mod agent;
 pub mod attach;
 pub mod binary;
 pub mod check;
