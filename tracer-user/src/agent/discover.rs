@@ -5,6 +5,11 @@ use std::path::PathBuf;
 pub struct Selection {
     #[arg(long, default_value_t = 100)]
     pub max_targets: usize,
+    #[arg(long)]
+    pub include: Vec<String>,
+    #[arg(long, default_value = "5s", value_parser = crate::units::parse_duration)]
+    #[serde(skip)]
+    pub min_age: std::time::Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -92,6 +97,15 @@ impl Discovery {
                 continue;
             };
             let exe = p.exe().unwrap_or_default();
+            if !self.selection.include.is_empty()
+                && !self
+                    .selection
+                    .include
+                    .iter()
+                    .any(|i| exe.to_string_lossy().starts_with(i.trim_end_matches('*')))
+            {
+                continue;
+            }
             let name = exe
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
