@@ -152,54 +152,96 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
-/// A real Prometheus scraping `target` every second; its query API's answer for `query`, once
-/// it has one.
-fn prometheus_value(dir: &Path, target: &str, query: &str) -> Result<f64> {
-    let port = free_port()?;
-    let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: gotrace\n    static_configs:\n      - targets: ['{target}']\n"
-        ),
-    )?;
-    let mut prometheus = children::spawn(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null()),
-    )
-    .context("starting prometheus (installed by `cargo xtask setup`)")?;
-    let begin = Instant::now();
-    let result = loop {
-        let url = format!(
-            "http://127.0.0.1:{port}/api/v1/query?query={}",
-            query
-                .replace('{', "%7B")
-                .replace('}', "%7D")
-                .replace('"', "%22")
-        );
-        if let Ok((200, body)) = gotrace_tests::agent::curl(&url) {
-            let v: serde_json::Value = serde_json::from_slice(&body)?;
-            if let Some(value) = v["data"]["result"][0]["value"][1].as_str() {
-                break Ok(value.parse()?);
+/// A real Prometheus (Debian's), scraping one target every second.
+struct Prometheus {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Prometheus {
+    fn start(dir: &Path, target: &str) -> Result<Prometheus> {
+        let port = free_port()?;
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: gotrace\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )?;
+        let child = children::spawn(
+            Command::new("prometheus")
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("tsdb").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null()),
+        )
+        .context("starting prometheus (installed by `cargo xtask setup`)")?;
+        Ok(Prometheus { child, port })
+    }
+
+    /// The query API's answer (`data`), once Prometheus is up.
+    fn query(&self, query: &str) -> Result<serde_json::Value> {
+        let mut encoded = String::new();
+        for b in query.bytes() {
+            match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-' => {
+                    encoded.push(b as char)
+                }
+                _ => encoded.push_str(&format!("%{b:02X}")),
             }
         }
-        if begin.elapsed() > Duration::from_secs(60) {
-            break Err(anyhow::anyhow!(
-                "Prometheus has no value for {query} after 60 s"
-            ));
+        let url = format!(
+            "http://127.0.0.1:{}/api/v1/query?query={encoded}",
+            self.port
+        );
+        let (status, body) = gotrace_tests::agent::curl(&url)?;
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .with_context(|| format!("{status}: {}", String::from_utf8_lossy(&body)))?;
+        if v["status"] != "success" {
+            bail!("query {query:?}: {v}");
         }
-        std::thread::sleep(Duration::from_millis(500));
-    };
-    let _ = prometheus.kill();
-    let _ = prometheus.wait();
-    result
+        Ok(v["data"].clone())
+    }
+
+    /// The first value of `query`, once Prometheus has scraped one (within 60 s).
+    fn value(&self, query: &str) -> Result<f64> {
+        let begin = Instant::now();
+        loop {
+            if let Ok(data) = self.query(query) {
+                if let Some(value) = data["result"][0]["value"][1].as_str() {
+                    return Ok(value.parse()?);
+                }
+            }
+            if begin.elapsed() > Duration::from_secs(60) {
+                bail!("Prometheus has no value for {query} after 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The Grafana dashboard shipped in dist/: every query it makes.
+fn dashboard_queries() -> Result<Vec<String>> {
+    let path = fixtures::workspace_root().join("dist/grafana/gotrace-agent.json");
+    let dash: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+    let mut out = Vec::new();
+    for panel in dash["panels"].as_array().context("panels")? {
+        for t in panel["targets"].as_array().context("targets")? {
+            out.push(t["expr"].as_str().context("expr")?.to_string());
+        }
+    }
+    Ok(out)
 }
 
 #[test]
@@ -216,8 +258,14 @@ fn goroutines_as_go_lists_them_and_scraped_by_prometheus() -> Result<()> {
         .trim_start_matches("count ")
         .parse()?;
 
+    // A leaking neighbour: its finding reaches /metrics, /targets and the log.
+    let (leaky, _) = private_copy(&fixtures::build("goleak", tc, Variant::Default)?, &dir)?;
+    let leaky = GoProcess::start(&leaky, &[])?;
+
     let agent = Agent::start(&["--include", &include, "--min-age", "1s"])?;
     let target = agent.wait_for(proc.pid(), Duration::from_secs(10))?;
+    agent.wait_for(leaky.pid(), Duration::from_secs(10))?;
+    assert_eq!(agent.targets()?.len(), 2, "exactly the included processes");
     let id = target["id"].as_str().context("id")?.to_string();
     let base = format!("/targets/{id}/debug/pprof");
 
@@ -251,23 +299,62 @@ fn goroutines_as_go_lists_them_and_scraped_by_prometheus() -> Result<()> {
     // What a real Prometheus scrapes: the count runtime.NumGoroutine gives, the heap numbers.
     let addr = agent.url.trim_start_matches("http://").to_string();
     let pid = proc.pid();
-    let scraped = prometheus_value(&dir, &addr, &format!("gotrace_goroutines{{pid=\"{pid}\"}}"))?;
+    let prometheus = Prometheus::start(&dir, &addr)?;
+    let scraped = prometheus.value(&format!("gotrace_goroutines{{pid=\"{pid}\"}}"))?;
     assert_eq!(scraped, num_goroutine);
+    let heap = prometheus.value(&format!("gotrace_heap_inuse_bytes{{pid=\"{pid}\"}}"))?;
+    assert!(
+        heap > 0.0 && heap < 64.0 * 1024.0 * 1024.0,
+        "heap in use {heap}"
+    );
+    let leak = format!(
+        "gotrace_findings{{pid=\"{}\",pattern=\"goroutine-leak\"}}",
+        leaky.pid()
+    );
+    assert_eq!(prometheus.value(&leak)?, 1.0);
+    let found = agent.wait_for(leaky.pid(), Duration::ZERO)?;
+    assert_eq!(
+        found["findings"][0]["pattern"], "goroutine-leak",
+        "{found:#}"
+    );
+    assert!(
+        agent
+            .log()
+            .iter()
+            .any(|l| l.contains("event=finding pattern=goroutine-leak")),
+        "the finding is logged: {:#?}",
+        agent.log()
+    );
     let metrics = String::from_utf8(agent.ok("/metrics")?)?;
     for name in [
         "gotrace_heap_inuse_bytes{",
         "gotrace_heap_goal_bytes{",
         "gotrace_goroutine_stack_bytes{",
         "gotrace_gc_cycles_total{",
-        "gotrace_agent_targets 1",
+        "gotrace_agent_targets 2",
     ] {
         assert!(
             metrics.contains(name),
             "{name} missing from /metrics:\n{metrics}"
         );
     }
+    // The dashboard's queries are valid PromQL over metrics the agent has.
+    for q in dashboard_queries()? {
+        let q = q.replace("$service", ".*").replace("$host", ".*");
+        prometheus.query(&q)?;
+        for name in q
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("gotrace_"))
+        {
+            let family = name.trim_end_matches("_total");
+            assert!(
+                metrics.contains(&format!("# TYPE {family} ")),
+                "the dashboard queries {name}, which /metrics does not have"
+            );
+        }
+    }
     assert!(agent.stop()?.success());
-    drop(proc);
+    drop((proc, leaky));
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
@@ -304,6 +391,33 @@ fn sigterm_restores_the_sampler_of_every_target() -> Result<()> {
     for p in &mut procs {
         assert_eq!(rate(p)?, 0, "restored on SIGTERM");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[test]
+fn the_systemd_unit_verifies() -> Result<()> {
+    let _children = children::guard();
+    let dir = fixtures::scratch_dir("agent-unit")?;
+    let unit =
+        std::fs::read_to_string(fixtures::workspace_root().join("dist/gotrace-agent.service"))?;
+    assert!(
+        unit.contains("ExecStart=/usr/local/bin/gotrace agent"),
+        "{unit}"
+    );
+    // The unit names the installed binary; verify checks that it exists, so point it at ours.
+    let file = dir.join("gotrace-agent.service");
+    let bin = gotrace_tests::gotrace_bin();
+    std::fs::write(
+        &file,
+        unit.replace("/usr/local/bin/gotrace", &bin.display().to_string()),
+    )?;
+    let out = children::output(Command::new("systemd-analyze").arg("verify").arg(&file))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.trim().is_empty(),
+        "systemd-analyze verify: {stderr}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

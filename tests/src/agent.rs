@@ -25,13 +25,22 @@ impl Agent {
     /// `gotrace agent --listen 127.0.0.1:0 ARGS...`, fast looks and scans, no history unless
     /// `args` name a --state-dir; waits until it listens.
     pub fn start(args: &[&str]) -> Result<Agent> {
-        let mut cmd = Command::new(gotrace_bin());
-        cmd.args(["agent", "--listen", "127.0.0.1:0", "--scan-interval", "1s"])
-            .args(["--look-interval", "1s"]);
+        let mut all = vec!["--scan-interval", "1s", "--look-interval", "1s"];
         if !args.iter().any(|a| a.starts_with("--state-dir")) {
-            cmd.arg("--no-history");
+            all.push("--no-history");
         }
-        cmd.args(args).stdin(Stdio::null()).stderr(Stdio::piped());
+        all.extend(args);
+        Agent::launch(&gotrace_bin(), &all, true)
+    }
+
+    /// `BIN agent --listen 127.0.0.1:0 ARGS...` (the agent's defaults otherwise), its log
+    /// echoed to stderr if `echo`; waits until it listens.
+    pub fn launch(bin: &Path, args: &[&str], echo: bool) -> Result<Agent> {
+        let mut cmd = Command::new(bin);
+        cmd.args(["agent", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped());
         let mut child = children::spawn(&mut cmd).context("starting gotrace agent")?;
         let (tx, rx) = mpsc::channel();
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -39,7 +48,9 @@ impl Agent {
         let stderr = child.stderr.take().unwrap();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
-                eprintln!("agent: {line}");
+                if echo {
+                    eprintln!("agent: {line}");
+                }
                 if let Some(addr) = line.split("listening on ").nth(1) {
                     let _ = tx.send(addr.trim().to_string());
                 }
@@ -54,6 +65,10 @@ impl Agent {
             url,
             log,
         })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
     }
 
     pub fn log(&self) -> Vec<String> {
@@ -103,20 +118,23 @@ impl Agent {
         Ok(file)
     }
 
-    /// SIGTERM, then its exit (within 30 s).
+    /// SIGTERM, then its exit (within 30 s; past that it is killed).
     pub fn stop(mut self) -> Result<ExitStatus> {
-        let mut child = self.child.take().unwrap();
+        let child = self
+            .child
+            .as_mut()
+            .context("the agent was stopped already")?;
         rustix::process::kill_process(
-            rustix::process::Pid::from_child(&child),
+            rustix::process::Pid::from_child(child),
             rustix::process::Signal::TERM,
         )?;
         let begin = Instant::now();
         loop {
             if let Some(status) = child.try_wait()? {
+                self.child = None;
                 return Ok(status);
             }
             if begin.elapsed() > Duration::from_secs(30) {
-                let _ = child.kill();
                 bail!("the agent did not stop within 30 s of SIGTERM");
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -124,11 +142,8 @@ impl Agent {
     }
 
     /// SIGKILL: no chance to clean up.
-    pub fn kill(mut self) -> Result<()> {
-        let mut child = self.child.take().unwrap();
-        child.kill()?;
-        child.wait()?;
-        Ok(())
+    pub fn kill(self) {
+        drop(self);
     }
 }
 

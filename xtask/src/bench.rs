@@ -32,6 +32,9 @@ enum Which {
     /// gotrace on a million goroutines: dump and attach, wall time and peak RSS.
     #[command(after_help = crate::bench_million::EXAMPLES)]
     Million(crate::bench_million::MillionArgs),
+    /// `gotrace agent` over many processes: their throughput, its CPU and RSS, discovery.
+    #[command(after_help = crate::bench_agent::EXAMPLES)]
+    Agent(crate::bench_agent::AgentArgs),
 }
 
 pub use crate::bench_soak::SoakArgs;
@@ -137,6 +140,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Which::Symbols(a) => crate::bench_symbols::run(a),
         Which::Soak(a) => crate::bench_soak::run(a),
         Which::Million(a) => crate::bench_million::run(a),
+        Which::Agent(a) => crate::bench_agent::run(a),
     }
 }
 
@@ -254,7 +258,7 @@ fn measure(proc: &mut GoProcess, window: Duration) -> Result<Window> {
     })
 }
 
-fn next_ops(proc: &mut GoProcess) -> Result<(u64, u64)> {
+pub fn next_ops(proc: &mut GoProcess) -> Result<(u64, u64)> {
     proc.skip_queued();
     let line = proc.expect_line("ops ", Duration::from_secs(10))?;
     let mut f = line.split_whitespace().skip(1).map(str::parse::<u64>);
@@ -264,7 +268,7 @@ fn next_ops(proc: &mut GoProcess) -> Result<(u64, u64)> {
     }
 }
 
-fn median(v: &[f64]) -> f64 {
+pub fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
     match s.len() {
@@ -274,11 +278,11 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
-fn min(v: &[f64]) -> f64 {
+pub fn min(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
-fn max(v: &[f64]) -> f64 {
+pub fn max(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::NEG_INFINITY, f64::max)
 }
 

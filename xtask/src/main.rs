@@ -1,6 +1,7 @@
 //! `cargo xtask`: every build and set-up step of gotrace.
 
 mod bench;
+mod bench_agent;
 mod bench_million;
 mod bench_soak;
 mod bench_symbols;

@@ -5,13 +5,14 @@ use gotrace_tests::go::{self, MATRIX};
 
 /// Debian packages the test suite uses: gcc for the cgo fixtures, util-linux for `setpriv`
 /// and `unshare` (the privilege and kernel-feature tests), curl and a real Prometheus (the
-/// agent's HTTP endpoints and their scrape).
+/// agent's HTTP endpoints and their scrape), systemd-analyze (the agent's unit).
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("gcc", "gcc"),
     ("setpriv", "util-linux"),
     ("unshare", "util-linux"),
     ("curl", "curl"),
     ("prometheus", "prometheus"),
+    ("systemd-analyze", "systemd"),
 ];
 
 pub fn run() -> Result<()> {

@@ -161,7 +161,7 @@ fn push_setting(
     known: &[String],
 ) -> std::result::Result<(), String> {
     let flag = key.replace('_', "-");
-    if !known.iter().any(|k| *k == flag) || flag == "config" {
+    if !known.contains(&flag) || flag == "config" {
         return Err(format!(
             "unknown setting `{key}` (the settings are the long flags of `gotrace agent --help`)"
         ));

@@ -191,26 +191,26 @@ pub(crate) fn render(shared: &Shared) -> String {
         "Snapshots the history failed to write",
         stats.history_errors as f64,
     );
-    if let Some(p) = shared.push_stats() {
-        counter(
-            &mut reg,
-            "agent_push_sent",
-            "Profiles pushed to Pyroscope",
-            p.sent as f64,
-        );
-        counter(
-            &mut reg,
-            "agent_push_dropped",
-            "Profiles dropped: queue full, or refused by the server",
-            p.dropped as f64,
-        );
-        counter(
-            &mut reg,
-            "agent_push_failed_attempts",
-            "Push requests that failed (and were retried)",
-            p.failed_attempts as f64,
-        );
-    }
+    // Zero without --push-url: dashboards and alerts need not know whether it is set.
+    let p = shared.push_stats().unwrap_or_default();
+    counter(
+        &mut reg,
+        "agent_push_sent",
+        "Profiles pushed to Pyroscope",
+        p.sent as f64,
+    );
+    counter(
+        &mut reg,
+        "agent_push_dropped",
+        "Profiles dropped: queue full, or refused by the server",
+        p.dropped as f64,
+    );
+    counter(
+        &mut reg,
+        "agent_push_failed_attempts",
+        "Push requests that failed (and were retried)",
+        p.failed_attempts as f64,
+    );
     let mut out = String::new();
     if let Err(e) = encode(&mut out, &reg) {
         log::warn!("encoding /metrics: {e}");

@@ -50,6 +50,9 @@ pub(crate) fn router(shared: Arc<Shared>, token: Option<String>) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/targets/{id}/debug/pprof/", get(pprof_index))
         .route("/targets/{id}/debug/pprof/{profile}", get(profile))
+        // The same with the target as a query parameter, for scrapers that set one per target
+        // (Prometheus-style `__param_target`, Parca) rather than a path prefix.
+        .route("/debug/pprof/{profile}", get(profile_of_param))
         .layer(middleware::from_fn_with_state(token.map(Arc::new), auth));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -91,6 +94,7 @@ async fn index() -> &'static str {
      /targets/ID/debug/pprof/allocs           the same, allocations by default\n\
      /targets/ID/debug/pprof/goroutine        goroutine profile (?debug=1, ?debug=2 as text)\n\
      /targets/ID/debug/pprof/delta_heap       allocations since the last request (?seconds=N)\n\
+     /debug/pprof/PROFILE?target=ID           the same, the target as a parameter\n\
      /metrics                                 Prometheus metrics (OpenMetrics)\n\
      /sd                                      the targets in Prometheus HTTP service discovery form\n\
      /healthz                                 liveness\n"
@@ -142,7 +146,8 @@ async fn targets(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 /// Prometheus' HTTP service discovery (`http_sd_configs`, Alloy's `discovery.http`): one
-/// group per target, its labels, and `__profile_path_prefix__` for `pyroscope.scrape`.
+/// group per target, its labels, `__profile_path_prefix__` for Alloy's `pyroscope.scrape` and
+/// `__param_target` for scrapers that take the target as a query parameter (Parca).
 async fn service_discovery(State(shared): State<Arc<Shared>>) -> Response {
     blocking(move || {
         let addr = shared.config.listen.to_string();
@@ -199,6 +204,18 @@ struct Params {
     #[serde(default)]
     debug: u8,
     seconds: Option<u64>,
+    target: Option<String>,
+}
+
+async fn profile_of_param(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    Query(q): Query<Params>,
+) -> Response {
+    match q.target.clone() {
+        Some(id) => profile(State(shared), Path((id, name)), Query(q)).await,
+        None => bad_request("name the target: ?target=ID (the ids are listed at /targets)"),
+    }
 }
 
 async fn profile(

@@ -66,7 +66,7 @@ impl Target {
                 })
             }
         };
-        let binary = GoBinary::open(&exe_handle, &exe).map_err(|e| match e {
+        let binary = shared_binary(&exe_handle, &exe).map_err(|e| match e {
             Error::Open { source, .. } => Error::ProcAccess {
                 pid,
                 what: "the executable (/proc/PID/exe)",
@@ -87,7 +87,7 @@ impl Target {
             pid,
             exe,
             exe_handle,
-            binary: binary.into(),
+            binary,
             load_bias,
             memory,
         })
@@ -130,6 +130,35 @@ impl Target {
             .and_then(|pid| Process::new(pid).ok()?.stat().ok())
             .is_some_and(|stat| stat.state != 'Z' && stat.state != 'X')
     }
+}
+
+/// An executable's identity: device, inode, modification time and size.
+type FileKey = (u64, u64, i64, i64, u64);
+
+fn file_key(path: &std::path::Path) -> Option<FileKey> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.dev(), m.ino(), m.mtime(), m.mtime_nsec(), m.size()))
+}
+
+/// The executable `/proc/PID/exe` reaches, parsed once for every process that runs it: the
+/// agent watches many processes of one binary, which then share one map of it and one parse.
+/// Entries are weak, so a binary goes with the last target running it. The key is read before
+/// and after parsing: a process that exec'd meanwhile does not get another file's entry.
+fn shared_binary(exe_handle: &std::path::Path, display: &str) -> Result<std::sync::Arc<GoBinary>> {
+    use std::sync::{Arc, Mutex, Weak};
+    static PARSED: Mutex<Vec<(FileKey, Weak<GoBinary>)>> = Mutex::new(Vec::new());
+    let key = file_key(exe_handle);
+    let mut parsed = PARSED.lock().unwrap_or_else(|p| p.into_inner());
+    parsed.retain(|(_, b)| b.strong_count() > 0);
+    if let Some(b) = key.and_then(|k| parsed.iter().find(|(c, _)| *c == k)?.1.upgrade()) {
+        return Ok(b);
+    }
+    let binary = Arc::new(GoBinary::open(exe_handle, display)?);
+    if let Some(k) = key.filter(|k| file_key(exe_handle) == Some(*k)) {
+        parsed.push((k, Arc::downgrade(&binary)));
+    }
+    Ok(binary)
 }
 
 /// One mapping of a process's address space: a line of `/proc/PID/maps`.
