@@ -421,3 +421,126 @@ fn the_systemd_unit_verifies() -> Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
+
+/// `gotrace agent ARGS` run to its end: exit code and stderr.
+fn agent_output(args: &[&str]) -> Result<(Option<i32>, String, String)> {
+    let out = children::output(
+        Command::new(gotrace_tests::gotrace_bin())
+            .arg("agent")
+            .args(args),
+    )?;
+    Ok((
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+#[test]
+fn settings_come_from_the_file_and_flags_override_them() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let _children = children::guard();
+    let dir = fixtures::scratch_dir("agent-config")?;
+    let file = dir.join("agent.toml");
+    let config = file.display().to_string();
+    std::fs::write(
+        &file,
+        "interval = \"30s\"\ninclude = [\"api-*\"]\nread_only = true\n[push]\nurl = \"http://pyroscope:4040\"\n",
+    )?;
+    let (code, stdout, stderr) =
+        agent_output(&["--config", &config, "--interval", "2m", "--print-config"])?;
+    assert_eq!(code, Some(0), "{stderr}");
+    let printed: toml::Table = stdout.parse()?;
+    assert_eq!(printed["interval"].as_str(), Some("2m"), "{stdout}");
+    assert_eq!(printed["read_only"].as_bool(), Some(true), "{stdout}");
+    assert_eq!(
+        printed["listen"].as_str(),
+        Some("127.0.0.1:7070"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("api-*") && stdout.contains("http://pyroscope:4040"),
+        "{stdout}"
+    );
+    // What --print-config prints is itself a valid file.
+    let again = dir.join("printed.toml");
+    std::fs::write(&again, &stdout)?;
+    let (code, reprinted, stderr) =
+        agent_output(&["--config", &again.display().to_string(), "--print-config"])?;
+    assert_eq!(
+        (code, reprinted.as_str()),
+        (Some(0), stdout.as_str()),
+        "{stderr}"
+    );
+
+    // Bad input: one line naming the problem, exit 1 (a bad value: the parser's exit 2).
+    std::fs::write(&file, "intervl = \"30s\"\n")?;
+    let (code, _, stderr) = agent_output(&["--config", &config])?;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("unknown setting `intervl`") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+    std::fs::write(&file, "interval = \"soon\"\n")?;
+    let (code, _, stderr) = agent_output(&["--config", &config])?;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("soon"), "{stderr}");
+    std::fs::write(&file, "interval = \"30s\"\n")?;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666))?;
+    let (code, _, stderr) = agent_output(&["--config", &config])?;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("chmod go-w"), "{stderr}");
+    let (code, _, stderr) =
+        agent_output(&["--config", &dir.join("missing.toml").display().to_string()])?;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("missing.toml"), "{stderr}");
+    let (code, _, stderr) = agent_output(&["--cpu-budget", "0"])?;
+    assert_eq!(code, Some(2), "{stderr}");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = busy.local_addr()?.to_string();
+    let (code, _, stderr) = agent_output(&["--listen", &addr, "--no-history"])?;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[test]
+fn a_token_guards_everything_but_healthz() -> Result<()> {
+    let _children = children::guard();
+    let dir = fixtures::scratch_dir("agent-token")?;
+    let token = dir.join("token");
+    std::fs::write(&token, "s3cret\n")?;
+    let agent = Agent::start(&[
+        "--listen-token-file",
+        &token.display().to_string(),
+        "--include",
+        "/nothing/*",
+    ])?;
+    assert_eq!(agent.get("/healthz")?.0, 200);
+    for path in [
+        "/targets",
+        "/metrics",
+        "/sd",
+        "/targets/1-1/debug/pprof/heap",
+    ] {
+        assert_eq!(agent.get(path)?.0, 401, "{path} without the token");
+    }
+    let with = |header: &str| -> Result<u16> {
+        let out = children::output(
+            Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", header])
+                .arg(format!("{}/targets", agent.url)),
+        )?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+    };
+    assert_eq!(with("Authorization: Bearer s3cret")?, 200);
+    assert_eq!(with("Authorization: Bearer s3cre")?, 401);
+    assert_eq!(with("Authorization: Basic s3cret")?, 401);
+    assert!(agent.stop()?.success());
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

@@ -145,7 +145,14 @@ fn toml_args(text: &str, known: &[String]) -> std::result::Result<Vec<OsString>,
         match value {
             toml::Value::Table(section) => {
                 for (k, v) in section {
-                    push_setting(&mut args, &format!("{key}-{k}"), v, known)?;
+                    // `[push] url` and `[push] push_url` both name --push-url.
+                    let name =
+                        if k.starts_with(&format!("{key}_")) || k.starts_with(&format!("{key}-")) {
+                            k.clone()
+                        } else {
+                            format!("{key}-{k}")
+                        };
+                    push_setting(&mut args, &name, v, known)?;
                 }
             }
             v => push_setting(&mut args, key, v, known)?,
@@ -201,7 +208,7 @@ mod tests {
     #[test]
     fn keys_become_flags() {
         let args = toml_args(
-            "interval = \"30s\"\nread_only = true\ninclude = [\"api*\", \"worker\"]\n[push]\nurl = \"http://p:4040\"\n",
+            "interval = \"30s\"\nread_only = true\ninclude = [\"api*\", \"worker\"]\n[push]\nurl = \"http://p:4040\"\npush_url = \"http://q:4040\"\n",
             &known(),
         )
         .unwrap();
@@ -212,6 +219,7 @@ mod tests {
                 "--include=api*",
                 "--include=worker",
                 "--interval=30s",
+                "--push-url=http://q:4040",
                 "--push-url=http://p:4040",
                 "--read-only"
             ]
