@@ -268,7 +268,7 @@ impl Discovery {
     fn look_at(
         &mut self,
         pid: u32,
-        uptime: Option<Duration>,
+        uptime: Duration,
         seen_exes: &mut HashSet<ExeStamp>,
         seen_targets: &mut HashSet<(TargetKey, (u64, u64))>,
     ) -> Option<Candidate> {
@@ -288,12 +288,10 @@ impl Discovery {
             pid,
             start_time: stat.starttime,
         };
-        if let Some(uptime) = uptime {
-            let started =
-                Duration::from_secs_f64(stat.starttime as f64 / self.ticks_per_second as f64);
-            if uptime.saturating_sub(started) < self.selection.min_age {
-                return None;
-            }
+        // A start time is rounded down to its clock tick: an age is never short of the truth.
+        let started = Duration::from_secs_f64(stat.starttime as f64 / self.ticks_per_second as f64);
+        if uptime.saturating_sub(started) < self.selection.min_age {
+            return None;
         }
         let link = rustix::fs::readlinkat(&dir, "exe", Vec::new()).ok()?;
         let link = link.as_bytes();
@@ -381,11 +379,12 @@ impl Discovery {
     }
 }
 
-/// Time since boot, from `/proc/uptime`.
-fn uptime() -> Option<Duration> {
-    let text = std::fs::read_to_string("/proc/uptime").ok()?;
-    let secs: f64 = text.split_whitespace().next()?.parse().ok()?;
-    Duration::try_from_secs_f64(secs).ok()
+/// Time since boot on the clock start times count on, to the nanosecond: `/proc/uptime` has
+/// the start times' own 10 ms steps, which make a process started in the current step look
+/// no age at all.
+fn uptime() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
 /// A small file of `/proc/PID`, whole.

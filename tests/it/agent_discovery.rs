@@ -1,0 +1,390 @@
+//! The agent's discovery (`gotrace::agent::discover`) over the real `/proc`: fixtures on the
+//! oldest and the newest Go, stripped or not, beside a non-Go process; exits, new processes,
+//! an `exec`, the selection flags, and a fixture moved into a container's cgroup.
+//!
+//! Every fixture runs through a hard link in a directory of the test's own, and the selection
+//! includes only that directory (and `sleep`, a non-Go program): other tests' processes, on
+//! the same host at the same time, never enter the comparisons.
+
+use std::{
+    collections::BTreeSet,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use gotrace::agent::discover::{Candidate, Discovery, Glob, Selection};
+use gotrace_tests::{children, fixtures, go, GoProcess, Toolchain, Variant};
+
+/// The test's own directory, beside the fixture builds (hard links need the same file system).
+fn own_dir(tag: &str) -> Result<PathBuf> {
+    let dir = fixtures::workspace_root()
+        .join("target/agent-discovery")
+        .join(format!("{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Fixture `name` built for `release` and `variant`, linked into `dir` as `link`.
+fn linked(dir: &Path, name: &str, release: &str, variant: Variant, link: &str) -> Result<PathBuf> {
+    let exe = fixtures::build(name, Toolchain::find(release)?, variant)?;
+    let to = dir.join(link);
+    std::fs::hard_link(&exe, &to).with_context(|| format!("linking {}", exe.display()))?;
+    Ok(to)
+}
+
+/// What the build info says `release`'s binaries are (Debian's 1.19 is a patch release of it).
+fn is_release(go_version: &str, release: &str) -> bool {
+    let v = format!("go{release}");
+    go_version == v || go_version.starts_with(&format!("{v}."))
+}
+
+/// Everything in `dir`, plus `sleep` (not Go: the discovery must leave it out), newer than a
+/// millisecond.
+fn selection(dir: &Path) -> Selection {
+    Selection {
+        include: vec![
+            Glob::new(&format!("{}/*", dir.display())).unwrap(),
+            Glob::new("sleep").unwrap(),
+        ],
+        min_age: Duration::from_millis(1),
+        max_targets: 10_000,
+        ..Selection::default()
+    }
+}
+
+fn pids(found: &[Candidate]) -> BTreeSet<u32> {
+    found.iter().map(|c| c.key.pid).collect()
+}
+
+fn find(found: &[Candidate], pid: u32) -> &Candidate {
+    found
+        .iter()
+        .find(|c| c.key.pid == pid)
+        .unwrap_or_else(|| panic!("pid {pid} not discovered"))
+}
+
+fn exe_id(path: &Path) -> (u64, u64) {
+    let m = std::fs::metadata(path).unwrap();
+    (m.dev(), m.ino())
+}
+
+fn sleeper() -> Result<std::process::Child> {
+    Ok(children::spawn(Command::new("sleep").arg("600"))?)
+}
+
+#[test]
+fn agent_discovery_lists_exactly_the_go_processes_with_their_labels() -> Result<()> {
+    let _children = children::guard();
+    let dir = own_dir("labels")?;
+    let old = linked(&dir, "goroutines", go::OLDEST, Variant::Default, "old-app")?;
+    let new = linked(&dir, "goroutines", go::NEWEST, Variant::Stripped, "new-app")?;
+    let a = GoProcess::start_with(Command::new(&old).env("OTEL_SERVICE_NAME", "checkout"))?;
+    let b = GoProcess::start(&new, &[])?;
+    let mut sleep = sleeper()?;
+
+    let mut discovery = Discovery::new(selection(&dir));
+    let found = discovery.scan();
+    assert_eq!(
+        pids(&found),
+        BTreeSet::from([a.pid(), b.pid()]),
+        "sleep {} is not Go",
+        sleep.id()
+    );
+    assert!(
+        found.windows(2).all(|w| w[0].key < w[1].key),
+        "oldest first"
+    );
+    assert_eq!(discovery.over_limit(), 0);
+
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")?;
+    for (proc, path, release, service) in [
+        (&a, &old, go::OLDEST, "checkout"),
+        // Without a service name in its environment: its module's last element.
+        (&b, &new, go::NEWEST, "fixtures"),
+    ] {
+        let c = find(&found, proc.pid());
+        let start_time = procfs::process::Process::new(proc.pid() as i32)?
+            .stat()?
+            .starttime;
+        assert_eq!(c.key.start_time, start_time);
+        assert_eq!(
+            gotrace::agent::discover::TargetKey::parse(&c.key.id()),
+            Some(c.key)
+        );
+        assert_eq!(&c.exe, path);
+        assert_eq!(c.exe_id, exe_id(path));
+        let l = &c.labels;
+        assert_eq!(l.exe, path.file_name().unwrap().to_str().unwrap());
+        assert!(
+            is_release(&l.go_version, release),
+            "{} is not Go {release}",
+            l.go_version
+        );
+        assert_eq!(l.module.as_deref(), Some("gotrace.dev/fixtures"));
+        assert_eq!(l.pid, proc.pid());
+        assert_eq!(l.service_name, service);
+        assert_eq!(l.host, host.trim());
+    }
+
+    // Too young for an hour's minimum age.
+    let mut patient = Discovery::new(Selection {
+        min_age: Duration::from_secs(3600),
+        ..selection(&dir)
+    });
+    assert_eq!(pids(&patient.scan()), BTreeSet::new());
+
+    // Without an include list: every Go process on the host, ours among them; the scan's
+    // cost printed, cold (every executable on the host read) and warm (all known).
+    let mut everything = Discovery::new(Selection {
+        min_age: Duration::from_millis(1),
+        max_targets: 10_000,
+        ..Selection::default()
+    });
+    let started = Instant::now();
+    let all = pids(&everything.scan());
+    let cold = started.elapsed();
+    let started = Instant::now();
+    everything.scan();
+    let warm = started.elapsed();
+    assert!(
+        all.is_superset(&BTreeSet::from([a.pid(), b.pid()])),
+        "{all:?}"
+    );
+    assert!(!all.contains(&sleep.id()));
+    eprintln!(
+        "one scan of {} processes ({} Go): {cold:?} cold, {warm:?} warm",
+        std::fs::read_dir("/proc")?
+            .filter(|e| e.as_ref().is_ok_and(|e| e
+                .file_name()
+                .to_string_lossy()
+                .parse::<u32>()
+                .is_ok()))
+            .count(),
+        all.len()
+    );
+
+    // One exits: gone from the next scan; another starts: there.
+    drop(a);
+    let c = GoProcess::start(&old, &[])?;
+    assert_eq!(pids(&discovery.scan()), BTreeSet::from([b.pid(), c.pid()]));
+    children::kill_group(&mut sleep);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[test]
+fn agent_discovery_selects_by_name_module_and_count() -> Result<()> {
+    let _children = children::guard();
+    let dir = own_dir("select")?;
+    let alpha = linked(
+        &dir,
+        "goroutines",
+        go::NEWEST,
+        Variant::Default,
+        "alpha-svc",
+    )?;
+    let beta = linked(&dir, "goroutines", go::NEWEST, Variant::Default, "beta-svc")?;
+    let a = GoProcess::start(&alpha, &[])?;
+    // Started after a clock tick at least, so that the start times tell which is older.
+    std::thread::sleep(Duration::from_millis(50));
+    let b = GoProcess::start(&beta, &[])?;
+    let glob = |s: &str| Glob::new(s).unwrap();
+    let scan = |s: Selection| {
+        let mut d = Discovery::new(s);
+        let found = pids(&d.scan());
+        (found, d.over_limit())
+    };
+    let both = BTreeSet::from([a.pid(), b.pid()]);
+    let only_a = BTreeSet::from([a.pid()]);
+    let none = BTreeSet::new();
+
+    // By file name, by full path.
+    let mut s = selection(&dir);
+    s.include = vec![glob("alpha-*")];
+    assert_eq!(scan(s).0, only_a);
+    let mut s = selection(&dir);
+    s.include = vec![glob(&alpha.display().to_string())];
+    assert_eq!(scan(s).0, only_a);
+    let mut s = selection(&dir);
+    s.exclude = vec![glob("beta-*")];
+    assert_eq!(scan(s).0, only_a);
+    // By module.
+    let mut s = selection(&dir);
+    s.module = vec![glob("gotrace.dev/*")];
+    assert_eq!(scan(s).0, both);
+    let mut s = selection(&dir);
+    s.module = vec![glob("github.com/*")];
+    assert_eq!(scan(s).0, none);
+    let mut s = selection(&dir);
+    s.exclude_module = vec![glob("gotrace.dev/fixtures")];
+    assert_eq!(scan(s).0, none);
+    // At most one: the older, the other counted.
+    let mut s = selection(&dir);
+    s.max_targets = 1;
+    assert_eq!(scan(s), (only_a, 1));
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[test]
+fn agent_discovery_sees_an_exec_as_another_executable() -> Result<()> {
+    let _children = children::guard();
+    let dir = own_dir("exec")?;
+    let first = linked(&dir, "reexec", go::NEWEST, Variant::Default, "first")?;
+    let second = linked(&dir, "goroutines", go::OLDEST, Variant::Default, "second")?;
+    let mut p = GoProcess::start(&first, &[second.to_str().unwrap()])?;
+    let mut discovery = Discovery::new(selection(&dir));
+    let found = discovery.scan();
+    let before = find(&found, p.pid());
+    let (key, id) = (before.key, before.exe_id);
+    assert_eq!(id, exe_id(&first));
+    assert!(is_release(&before.labels.go_version, go::NEWEST));
+
+    p.send("exec")?;
+    p.expect_line("ready", Duration::from_secs(30))?;
+    let found = discovery.scan();
+    let after = find(&found, p.pid());
+    // exec keeps the pid and the start time: only the executable tells.
+    assert_eq!(after.key, key);
+    assert_eq!(after.exe_id, exe_id(&second));
+    assert_ne!(after.exe_id, id);
+    assert_eq!(after.labels.exe, "second");
+    assert!(
+        is_release(&after.labels.go_version, go::OLDEST),
+        "{}",
+        after.labels.go_version
+    );
+    drop(p);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// A cgroup directory made for the test, in the v1 memory hierarchy below this process's own
+/// (the v2 hierarchy when there is no v1 memory controller); removed when dropped, its
+/// processes moved back first.
+struct CgroupDir {
+    path: PathBuf,
+    made: Vec<PathBuf>,
+    home: PathBuf,
+}
+
+impl CgroupDir {
+    fn create(relative: &str) -> Result<CgroupDir> {
+        let mounts = std::fs::read_to_string("/proc/self/mounts")?;
+        let mount_of = |v1_controller: Option<&str>| {
+            mounts.lines().find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let ok = match v1_controller {
+                    Some(c) => f.get(2) == Some(&"cgroup") && f.get(3)?.split(',').any(|o| o == c),
+                    None => f.get(2) == Some(&"cgroup2"),
+                };
+                ok.then(|| PathBuf::from(f[1]))
+            })
+        };
+        let own = std::fs::read_to_string("/proc/self/cgroup")?;
+        let own_path = |pred: &dyn Fn(&str, &str) -> bool| {
+            own.lines().find_map(|l| {
+                let mut f = l.splitn(3, ':');
+                let (id, ctl, path) = (f.next()?, f.next()?, f.next()?);
+                pred(id, ctl).then(|| path.trim_start_matches('/').to_string())
+            })
+        };
+        let (mount, mine) = match mount_of(Some("memory")) {
+            Some(m) => (m, own_path(&|_, c| c.split(',').any(|c| c == "memory"))),
+            None => (
+                mount_of(None).context("no cgroup hierarchy mounted")?,
+                own_path(&|id, c| id == "0" && c.is_empty()),
+            ),
+        };
+        let home = mount.join(mine.context("this process's own cgroup")?);
+        let mut dir = CgroupDir {
+            path: home.clone(),
+            made: Vec::new(),
+            home,
+        };
+        for part in relative.split('/') {
+            dir.path.push(part);
+            if !dir.path.exists() {
+                std::fs::create_dir(&dir.path)
+                    .with_context(|| format!("creating {}", dir.path.display()))?;
+                dir.made.push(dir.path.clone());
+            }
+        }
+        Ok(dir)
+    }
+
+    fn enter(&self, pid: u32) -> Result<()> {
+        std::fs::write(self.path.join("cgroup.procs"), pid.to_string())
+            .with_context(|| format!("moving {pid} into {}", self.path.display()))
+    }
+}
+
+impl Drop for CgroupDir {
+    fn drop(&mut self) {
+        for dir in self.made.iter().rev() {
+            if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+                for pid in procs.lines() {
+                    let _ = std::fs::write(self.home.join("cgroup.procs"), pid);
+                }
+            }
+            if let Err(e) = std::fs::remove_dir(dir) {
+                eprintln!("removing {}: {e}", dir.display());
+            }
+        }
+    }
+}
+
+#[test]
+fn agent_discovery_reads_the_container_id_of_a_moved_process() -> Result<()> {
+    let _children = children::guard();
+    let dir = own_dir("cgroup")?;
+    let exe = linked(
+        &dir,
+        "goroutines",
+        go::NEWEST,
+        Variant::Default,
+        "contained",
+    )?;
+    let id = format!(
+        "{:032x}{:032x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos(),
+        std::process::id()
+    );
+    // Made before the processes, so dropped after them: the directory is empty by then.
+    let cgroup = CgroupDir::create(&format!("docker/{id}"))?;
+    let inside = GoProcess::start(&exe, &[])?;
+    let outside = GoProcess::start(&exe, &[])?;
+    let mut discovery = Discovery::new(selection(&dir));
+    let before = discovery.scan();
+    assert_ne!(
+        find(&before, inside.pid()).labels.container_id.as_deref(),
+        Some(id.as_str())
+    );
+
+    cgroup.enter(inside.pid())?;
+    let found = discovery.scan();
+    let c = find(&found, inside.pid());
+    assert_eq!(c.labels.container_id.as_deref(), Some(id.as_str()));
+    assert!(c.cgroup.ends_with(&format!("/docker/{id}")), "{}", c.cgroup);
+    assert_ne!(
+        find(&found, outside.pid()).labels.container_id.as_deref(),
+        Some(id.as_str())
+    );
+
+    // Selected by cgroup.
+    let mut by_cgroup = Discovery::new(Selection {
+        cgroup: vec![Glob::new("*/docker/*").unwrap()],
+        ..selection(&dir)
+    });
+    assert_eq!(pids(&by_cgroup.scan()), BTreeSet::from([inside.pid()]));
+    drop((inside, outside));
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
