@@ -193,39 +193,34 @@ fn agent_discovery_selects_by_name_module_and_count() -> Result<()> {
     std::thread::sleep(Duration::from_millis(50));
     let b = GoProcess::start(&beta, &[])?;
     let glob = |s: &str| Glob::new(s).unwrap();
-    let scan = |s: Selection| {
+    // What one scan finds among ours with `change` made to the selection, and how many the
+    // limit left out.
+    let scan = |change: &dyn Fn(&mut Selection)| {
+        let mut s = selection(&dir);
+        change(&mut s);
         let mut d = Discovery::new(s);
         let found = pids(&d.scan());
         (found, d.over_limit())
     };
-    let both = BTreeSet::from([a.pid(), b.pid()]);
-    let only_a = BTreeSet::from([a.pid()]);
-    let none = BTreeSet::new();
+    let both = (BTreeSet::from([a.pid(), b.pid()]), 0);
+    let only_a = (BTreeSet::from([a.pid()]), 0);
+    let none = (BTreeSet::new(), 0);
 
+    assert_eq!(scan(&|_| {}), both);
     // By file name, by full path.
-    let mut s = selection(&dir);
-    s.include = vec![glob("alpha-*")];
-    assert_eq!(scan(s).0, only_a);
-    let mut s = selection(&dir);
-    s.include = vec![glob(&alpha.display().to_string())];
-    assert_eq!(scan(s).0, only_a);
-    let mut s = selection(&dir);
-    s.exclude = vec![glob("beta-*")];
-    assert_eq!(scan(s).0, only_a);
+    assert_eq!(scan(&|s| s.include = vec![glob("alpha-*")]), only_a);
+    let full = alpha.display().to_string();
+    assert_eq!(scan(&|s| s.include = vec![glob(&full)]), only_a);
+    assert_eq!(scan(&|s| s.exclude = vec![glob("beta-*")]), only_a);
     // By module.
-    let mut s = selection(&dir);
-    s.module = vec![glob("gotrace.dev/*")];
-    assert_eq!(scan(s).0, both);
-    let mut s = selection(&dir);
-    s.module = vec![glob("github.com/*")];
-    assert_eq!(scan(s).0, none);
-    let mut s = selection(&dir);
-    s.exclude_module = vec![glob("gotrace.dev/fixtures")];
-    assert_eq!(scan(s).0, none);
+    assert_eq!(scan(&|s| s.module = vec![glob("gotrace.dev/*")]), both);
+    assert_eq!(scan(&|s| s.module = vec![glob("github.com/*")]), none);
+    assert_eq!(
+        scan(&|s| s.exclude_module = vec![glob("gotrace.dev/fixtures")]),
+        none
+    );
     // At most one: the older, the other counted.
-    let mut s = selection(&dir);
-    s.max_targets = 1;
-    assert_eq!(scan(s), (only_a, 1));
+    assert_eq!(scan(&|s| s.max_targets = 1), (BTreeSet::from([a.pid()]), 1));
     drop((a, b));
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
@@ -385,6 +380,27 @@ fn agent_discovery_reads_the_container_id_of_a_moved_process() -> Result<()> {
     });
     assert_eq!(pids(&by_cgroup.scan()), BTreeSet::from([inside.pid()]));
     drop((inside, outside));
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[test]
+fn agent_discovery_reads_an_executable_deleted_since_it_started() -> Result<()> {
+    let _children = children::guard();
+    let dir = own_dir("deleted")?;
+    let exe = linked(&dir, "goroutines", go::OLDEST, Variant::Stripped, "gone")?;
+    let p = GoProcess::start(&exe, &[])?;
+    let id = exe_id(&exe);
+    // The process runs on; its name in /proc ends in " (deleted)", its file only reachable
+    // through /proc/PID/exe.
+    std::fs::remove_file(&exe)?;
+    let found = Discovery::new(selection(&dir)).scan();
+    let c = find(&found, p.pid());
+    assert_eq!(c.exe, exe);
+    assert_eq!(c.exe_id, id);
+    assert_eq!(c.labels.exe, "gone");
+    assert!(is_release(&c.labels.go_version, go::OLDEST));
+    drop(p);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -746,6 +746,49 @@ mod tests {
     }
 
     #[test]
+    fn flags_as_the_config_file_names_them() {
+        use clap::{Args, FromArgMatches};
+        let cmd = Selection::augment_args(clap::Command::new("t").no_binary_name(true));
+        let args = [
+            "--include",
+            "api-*",
+            "--include",
+            "/srv/*",
+            "--exclude",
+            "*-debug",
+            "--module",
+            "github.com/acme/*",
+            "--exclude-module",
+            "github.com/acme/tools",
+            "--cgroup",
+            "*kubepods*",
+            "--min-age",
+            "1w",
+            "--max-targets",
+            "7",
+        ];
+        let s = Selection::from_arg_matches(&cmd.clone().get_matches_from(args)).unwrap();
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "include": ["api-*", "/srv/*"], "exclude": ["*-debug"],
+                "module": ["github.com/acme/*"], "exclude_module": ["github.com/acme/tools"],
+                "cgroup": ["*kubepods*"], "min_age": "7days", "max_targets": 7,
+            })
+        );
+        // What --print-config shows reads back the same.
+        assert_eq!(crate::units::parse_duration("7days"), Ok(s.min_age));
+        for bad in [
+            &["--include", "a["][..],
+            &["--max-targets", "0"],
+            &["--min-age", "0s"],
+        ] {
+            assert!(cmd.clone().try_get_matches_from(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn flags_and_defaults() {
         let s = Selection::default();
         assert_eq!((s.min_age, s.max_targets), (Duration::from_secs(5), 100));
