@@ -72,6 +72,32 @@ fn exe_id(path: &Path) -> (u64, u64) {
     (m.dev(), m.ino())
 }
 
+/// Runs `scan`, printing what it cost (wall and this thread's CPU time: the machine running
+/// the tests is shared) and how many processes there were.
+fn timed(scan: impl FnOnce() -> Vec<Candidate>, what: &str) -> Vec<Candidate> {
+    let cpu = || {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+    };
+    let (wall, before) = (Instant::now(), cpu());
+    let found = scan();
+    let (wall, cpu) = (wall.elapsed(), cpu() - before);
+    let processes = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+            })
+            .count()
+        })
+        .unwrap_or(0);
+    eprintln!(
+        "one {what} scan of {processes} processes ({} Go): {wall:?}, {cpu:?} of CPU",
+        found.len()
+    );
+    found
+}
+
 fn sleeper() -> Result<std::process::Child> {
     Ok(children::spawn(Command::new("sleep").arg("600"))?)
 }
@@ -144,28 +170,13 @@ fn agent_discovery_lists_exactly_the_go_processes_with_their_labels() -> Result<
         max_targets: 10_000,
         ..Selection::default()
     });
-    let started = Instant::now();
-    let all = pids(&everything.scan());
-    let cold = started.elapsed();
-    let started = Instant::now();
-    everything.scan();
-    let warm = started.elapsed();
+    let all = pids(&timed(|| everything.scan(), "cold"));
+    timed(|| everything.scan(), "warm");
     assert!(
         all.is_superset(&BTreeSet::from([a.pid(), b.pid()])),
         "{all:?}"
     );
     assert!(!all.contains(&sleep.id()));
-    eprintln!(
-        "one scan of {} processes ({} Go): {cold:?} cold, {warm:?} warm",
-        std::fs::read_dir("/proc")?
-            .filter(|e| e.as_ref().is_ok_and(|e| e
-                .file_name()
-                .to_string_lossy()
-                .parse::<u32>()
-                .is_ok()))
-            .count(),
-        all.len()
-    );
 
     // One exits: gone from the next scan; another starts: there.
     drop(a);

@@ -7,7 +7,6 @@ use std::{
     ffi::OsStr,
     fmt,
     fs::File,
-    io::Read,
     os::{fd::AsFd, unix::ffi::OsStrExt},
     path::PathBuf,
     sync::Arc,
@@ -15,7 +14,6 @@ use std::{
 };
 
 use globset::GlobMatcher;
-use procfs::FromRead;
 use rustix::fs::{AtFlags, Mode, OFlags};
 use serde::Serialize;
 
@@ -158,6 +156,7 @@ impl Labels {
     }
 }
 
+#[derive(Clone, Debug)]
 pub struct Candidate {
     pub key: TargetKey,
     pub labels: Labels,
@@ -204,10 +203,19 @@ pub struct Discovery {
     ticks_per_second: u64,
     /// Per executable: its build info, `None` when it is not a Go program gotrace can read.
     exes: HashMap<ExeStamp, Option<Arc<GoExe>>>,
-    /// Per target and executable: the service name its environment gives, if any (the
-    /// environment a process started with does not change).
-    services: HashMap<(TargetKey, (u64, u64)), Option<String>>,
+    /// What the last scan learnt of each process old enough to look at.
+    processes: HashMap<TargetKey, Seen>,
     over_limit: usize,
+}
+
+/// One process as a scan left it: what the next needs not read again while the process runs
+/// the same executable.
+struct Seen {
+    stamp: ExeStamp,
+    exe: PathBuf,
+    /// The service name its environment gives, once read (the environment a program started
+    /// with does not change).
+    service: Option<Option<String>>,
 }
 
 impl Discovery {
@@ -222,7 +230,7 @@ impl Discovery {
             host,
             ticks_per_second: procfs::ticks_per_second().max(1),
             exes: HashMap::new(),
-            services: HashMap::new(),
+            processes: HashMap::new(),
             over_limit: 0,
         }
     }
@@ -245,19 +253,19 @@ impl Discovery {
         let uptime = uptime();
         let me = std::process::id();
         let mut seen_exes = HashSet::new();
-        let mut seen_targets = HashSet::new();
+        // Rebuilt by every scan from what it sees: exited processes fall out.
+        let mut previous = std::mem::take(&mut self.processes);
         let mut found: Vec<Candidate> = entries
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
             .filter(|&pid| pid != me)
             .filter_map(|pid| {
                 // Gone meanwhile, a kernel thread, a zombie, too young, not Go, not selected:
                 // all mean "not a candidate" alike.
-                self.look_at(pid, uptime, &mut seen_exes, &mut seen_targets)
+                self.look_at(pid, uptime, &mut previous, &mut seen_exes)
             })
             .collect();
-        // Bounded: what the last scan did not see (exited processes, replaced binaries) goes.
+        // Bounded: executables no process runs any more (replaced binaries) go.
         self.exes.retain(|stamp, _| seen_exes.contains(stamp));
-        self.services.retain(|k, _| seen_targets.contains(k));
         found.sort_by_key(|c| c.key);
         let max = self.selection.max_targets;
         self.over_limit = found.len().saturating_sub(max);
@@ -269,8 +277,8 @@ impl Discovery {
         &mut self,
         pid: u32,
         uptime: Duration,
+        previous: &mut HashMap<TargetKey, Seen>,
         seen_exes: &mut HashSet<ExeStamp>,
-        seen_targets: &mut HashSet<(TargetKey, (u64, u64))>,
     ) -> Option<Candidate> {
         // Every later read goes through this directory: a pid reused meanwhile answers ESRCH
         // instead of another process's files.
@@ -280,52 +288,65 @@ impl Discovery {
             Mode::empty(),
         )
         .ok()?;
-        let stat = procfs::process::Stat::from_read(&read_at(&dir, "stat")?[..]).ok()?;
-        if stat.flags & PF_KTHREAD != 0 || matches!(stat.state, 'Z' | 'X') {
+        let stat = Stat::parse(&read_at(&dir, "stat")?)?;
+        if stat.flags & PF_KTHREAD != 0 || matches!(stat.state, b'Z' | b'X') {
             return None;
         }
         let key = TargetKey {
             pid,
-            start_time: stat.starttime,
+            start_time: stat.start_time,
         };
         // A start time is rounded down to its clock tick: an age is never short of the truth.
-        let started = Duration::from_secs_f64(stat.starttime as f64 / self.ticks_per_second as f64);
+        let started =
+            Duration::from_secs_f64(stat.start_time as f64 / self.ticks_per_second as f64);
         if uptime.saturating_sub(started) < self.selection.min_age {
             return None;
         }
-        let link = rustix::fs::readlinkat(&dir, "exe", Vec::new()).ok()?;
-        let link = link.as_bytes();
-        let exe = PathBuf::from(OsStr::from_bytes(
-            link.strip_suffix(b" (deleted)").unwrap_or(link),
-        ));
+        // The magic link reaches the very file the process runs, wherever it lives and even
+        // deleted; no path the process could swap is followed.
+        let stamp = ExeStamp::of(&rustix::fs::statat(&dir, "exe", AtFlags::empty()).ok()?);
+        let seen = match previous.remove(&key) {
+            // The same program as last time (an exec changes the stamp): its name is known.
+            Some(seen) if seen.stamp == stamp => seen,
+            _ => {
+                let link = rustix::fs::readlinkat(&dir, "exe", Vec::new()).ok()?;
+                let link = link.as_bytes();
+                Seen {
+                    stamp,
+                    exe: PathBuf::from(OsStr::from_bytes(
+                        link.strip_suffix(b" (deleted)").unwrap_or(link),
+                    )),
+                    service: None,
+                }
+            }
+        };
+        let seen = self.processes.entry(key).or_insert(seen);
+        let exe = seen.exe.clone();
         let name = exe
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let full = exe.to_string_lossy();
+        let selection = &self.selection;
         let path_matches =
             |globs: &[Glob]| globs.iter().any(|g| g.is_match(&name) || g.is_match(&full));
-        if (!self.selection.include.is_empty() && !path_matches(&self.selection.include))
-            || path_matches(&self.selection.exclude)
+        if (!selection.include.is_empty() && !path_matches(&selection.include))
+            || path_matches(&selection.exclude)
         {
             return None;
         }
-        // The magic link reaches the very file the process runs, wherever it lives and even
-        // deleted; no path the process could swap is followed.
-        let mut stamp = ExeStamp::of(&rustix::fs::statat(&dir, "exe", AtFlags::empty()).ok()?);
-        let go = match self.exes.get(&stamp) {
-            Some(known) => known.clone(),
+        let (stamp, go) = match self.exes.get(&stamp) {
+            Some(known) => (stamp, known.clone()),
             None => {
                 let (opened, go) = examine(&dir, &full)?;
-                // An exec between the stat and the open: the file opened is the one to key.
-                stamp = opened;
-                self.exes.insert(stamp, go.clone());
-                go
+                // An exec between the stat and the open: the file opened is the one to key
+                // (the next scan sees the new stamp and reads the new name).
+                self.exes.insert(opened, go.clone());
+                (opened, go)
             }
         };
         seen_exes.insert(stamp);
         let go = go?;
-        let selection = &self.selection;
         if !selection.module.is_empty()
             && !go
                 .module
@@ -349,13 +370,11 @@ impl Discovery {
         {
             return None;
         }
-        let exe_id = (stamp.dev, stamp.ino);
-        let target = (key, exe_id);
-        seen_targets.insert(target);
-        let from_env = self
-            .services
-            .entry(target)
-            .or_insert_with(|| read_at(&dir, "environ").and_then(|env| service_from_environ(&env)))
+        let from_env = seen
+            .service
+            .get_or_insert_with(|| {
+                read_at(&dir, "environ").and_then(|env| service_from_environ(&env))
+            })
             .clone();
         let service_name = from_env
             .or_else(|| go.module.as_deref().and_then(module_service_name))
@@ -373,8 +392,39 @@ impl Discovery {
                 pod_uid: cgroup.pod_uid,
             },
             exe,
-            exe_id,
+            exe_id: (stamp.dev, stamp.ino),
             cgroup: cgroup.path,
+        })
+    }
+}
+
+/// The three fields of `/proc/PID/stat` a scan needs.
+#[derive(Debug, PartialEq, Eq)]
+struct Stat {
+    state: u8,
+    flags: u32,
+    start_time: u64,
+}
+
+impl Stat {
+    /// Parsed here rather than by procfs, which parses all 52 fields: the scan reads this file
+    /// of every process on the host every few seconds.
+    fn parse(text: &[u8]) -> Option<Stat> {
+        // The command name, in parentheses, may hold anything, spaces and ')' included: the
+        // fields start after the last ')'. Field 3 (the state) comes first.
+        let close = text.iter().rposition(|&b| b == b')')?;
+        let mut fields = text[close + 1..]
+            .split(|b| b.is_ascii_whitespace())
+            .filter(|f| !f.is_empty());
+        let mut field = |n: usize| -> Option<&[u8]> { fields.nth(n) };
+        let state = *field(0)?.first()?;
+        let number = |f: &[u8]| std::str::from_utf8(f).ok()?.parse().ok();
+        let flags = number(field(5)?)?;
+        let start_time = number(field(12)?)?;
+        Some(Stat {
+            state,
+            flags: u32::try_from(flags).ok()?,
+            start_time,
         })
     }
 }
@@ -387,12 +437,20 @@ fn uptime() -> Duration {
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
-/// A small file of `/proc/PID`, whole.
+/// A small file of `/proc/PID`, whole: read by plain reads (`read_to_end` would stat and seek
+/// the file first, two more system calls for each process of every scan).
 fn read_at(dir: &impl AsFd, name: &str) -> Option<Vec<u8>> {
     let fd = rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
-    let mut buf = Vec::new();
-    File::from(fd).read_to_end(&mut buf).ok()?;
-    Some(buf)
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match rustix::io::read(&fd, &mut chunk) {
+            Ok(0) => return Some(out),
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return None,
+        }
+    }
 }
 
 /// Opens the process's executable through `/proc/PID/exe` and reads its build info: the
@@ -485,8 +543,9 @@ fn module_service_name(module: &str) -> Option<String> {
 /// What `/proc/PID/cgroup` says of a process's container.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CgroupInfo {
-    /// The process's cgroup: the unified (v2) path unless it is the root, else the first v1
-    /// hierarchy's path that is not the root, else "/".
+    /// The process's cgroup: the unified (v2) path unless it is the root, else the v1 memory
+    /// controller's (where its memory limit is), else any other v1 hierarchy's that is not
+    /// the root, else "/".
     pub path: String,
     /// Every hierarchy's path, the unified one first.
     pub paths: Vec<String>,
@@ -501,6 +560,7 @@ pub struct CgroupInfo {
 pub fn parse_cgroup(text: &str) -> CgroupInfo {
     let mut unified = Vec::new();
     let mut v1 = Vec::new();
+    let mut memory = None;
     for line in text.lines() {
         let mut fields = line.splitn(3, ':');
         let (Some(id), Some(controllers), Some(path)) =
@@ -511,19 +571,26 @@ pub fn parse_cgroup(text: &str) -> CgroupInfo {
         if id == "0" && controllers.is_empty() {
             unified.push(path.to_string());
         } else {
+            if controllers.split(',').any(|c| c == "memory") {
+                memory = Some(path.to_string());
+            }
             v1.push(path.to_string());
         }
     }
+    let not_root = |p: &&String| *p != "/";
+    let path = unified
+        .iter()
+        .find(not_root)
+        .or(memory.as_ref().filter(not_root))
+        .or(v1.iter().find(not_root))
+        .cloned()
+        .unwrap_or_else(|| "/".into());
     unified.extend(v1);
     let paths = unified;
     let innermost =
         |of: fn(&str) -> Option<String>| paths.iter().find_map(|p| p.rsplit('/').find_map(of));
     CgroupInfo {
-        path: paths
-            .iter()
-            .find(|p| *p != "/")
-            .cloned()
-            .unwrap_or_else(|| "/".into()),
+        path,
         container_id: innermost(container_id_of),
         pod_uid: innermost(pod_uid_of),
         paths,
@@ -579,6 +646,11 @@ mod tests {
         assert_eq!(info.path, format!("/docker/{ID}"));
         assert_eq!(info.paths[0], "/", "the unified line comes first");
         assert_eq!(info.pod_uid, None);
+        // On a hybrid host the memory controller's path is the cgroup, whatever the order.
+        let info = parse_cgroup(&format!(
+            "1:name=systemd:/system.slice/docker-{ID}.scope\n4:memory:/docker/{ID}\n0::/\n"
+        ));
+        assert_eq!(info.path, format!("/docker/{ID}"));
         let info = v2(&format!("/system.slice/docker-{ID}.scope"));
         assert_eq!(info.container_id.as_deref(), Some(ID));
         assert_eq!(info.path, format!("/system.slice/docker-{ID}.scope"));
@@ -665,6 +737,28 @@ mod tests {
         // kubepods itself is no pod.
         assert_eq!(v2("/kubepods.slice/kubepods-burstable.slice").pod_uid, None);
         assert_eq!(parse_cgroup("").path, "/");
+    }
+
+    #[test]
+    fn stat_fields_after_any_command_name() {
+        let line =
+            b"4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 120 0 0 0 3 1 0 0 20 0 9 0 77123 1 2 3\n";
+        assert_eq!(
+            Stat::parse(line),
+            Some(Stat {
+                state: b'S',
+                flags: 4194560,
+                start_time: 77123
+            })
+        );
+        let own = std::fs::read("/proc/self/stat").unwrap();
+        let procfs = procfs::process::Process::myself().unwrap().stat().unwrap();
+        let mine = Stat::parse(&own).unwrap();
+        assert_eq!(
+            (mine.state, mine.flags, mine.start_time),
+            (procfs.state as u8, procfs.flags, procfs.starttime)
+        );
+        assert_eq!(Stat::parse(b"1 (x) S 1"), None);
     }
 
     #[test]
