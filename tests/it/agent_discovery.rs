@@ -10,7 +10,7 @@ use std::{
     collections::BTreeSet,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
-    process::Command,
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -182,6 +182,30 @@ fn agent_discovery_lists_exactly_the_go_processes_with_their_labels() -> Result<
     drop(a);
     let c = GoProcess::start(&old, &[])?;
     assert_eq!(pids(&discovery.scan()), BTreeSet::from([b.pid(), c.pid()]));
+
+    // A zombie (killed, not reaped yet) is no target, while its /proc entry stays.
+    let mut z = children::spawn(
+        Command::new(&new)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null()),
+    )?;
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(pids(&discovery.scan()).contains(&z.id()));
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(z.id() as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while procfs::process::Process::new(z.id() as i32)?.stat()?.state != 'Z' {
+        assert!(
+            Instant::now() < deadline,
+            "pid {} never became a zombie",
+            z.id()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(pids(&discovery.scan()), BTreeSet::from([b.pid(), c.pid()]));
+    z.wait()?;
     children::kill_group(&mut sleep);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
