@@ -469,8 +469,9 @@ fn examine(dir: &impl AsFd, display: &str) -> Option<(ExeStamp, Option<Arc<GoExe
     if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
         return Some((stamp, None));
     }
-    // SAFETY: read-only private map of a running executable, which the kernel keeps from
-    // being written (ETXTBSY); only the pages the ELF headers and build info lie on are read.
+    // SAFETY: as in `GoBinary::open`: a read-only private map of the inode the process runs,
+    // which a replaced binary keeps alive; only the pages of the ELF headers and of the build
+    // info are touched.
     let map = match unsafe { memmap2::Mmap::map(&File::from(fd)) } {
         Ok(map) => map,
         Err(e) => {
