@@ -262,27 +262,38 @@ fn agent_discovery_selects_by_name_module_and_count() -> Result<()> {
 }
 
 #[test]
-fn agent_discovery_sees_an_exec_as_another_executable() -> Result<()> {
+fn agent_discovery_sees_an_exec_as_another_program() -> Result<()> {
     let _children = children::guard();
     let dir = own_dir("exec")?;
     let first = linked(&dir, "reexec", go::NEWEST, Variant::Default, "first")?;
     let second = linked(&dir, "goroutines", go::OLDEST, Variant::Default, "second")?;
-    let mut p = GoProcess::start(&first, &[second.to_str().unwrap()])?;
+    // `first` execs itself with a service name in its environment, then `second`.
+    let (first_s, second_s) = (first.to_str().unwrap(), second.to_str().unwrap());
+    let args = ["-env", "OTEL_SERVICE_NAME=again", first_s, second_s];
+    let mut p = GoProcess::start(&first, &args)?;
     let mut discovery = Discovery::new(selection(&dir));
-    let found = discovery.scan();
-    let before = find(&found, p.pid());
-    let (key, id) = (before.key, before.exe_id);
-    assert_eq!(id, exe_id(&first));
+    let mut scan = |p: &GoProcess| find(&discovery.scan(), p.pid()).clone();
+    let before = scan(&p);
+    assert_eq!(before.exe_id, exe_id(&first));
+    assert_eq!(before.labels.service_name, "fixtures");
     assert!(is_release(&before.labels.go_version, go::NEWEST));
+
+    // exec keeps the pid and the start time: the executable tells one program from another,
+    // the stack's new place the same executable run again (with another environment).
+    p.send("exec")?;
+    p.expect_line("ready", Duration::from_secs(30))?;
+    let again = scan(&p);
+    assert_eq!(again.key, before.key);
+    assert_eq!(again.exe_id, before.exe_id);
+    assert_ne!(again.exec_mark, before.exec_mark);
+    assert_eq!(again.labels.service_name, "again");
 
     p.send("exec")?;
     p.expect_line("ready", Duration::from_secs(30))?;
-    let found = discovery.scan();
-    let after = find(&found, p.pid());
-    // exec keeps the pid and the start time: only the executable tells.
-    assert_eq!(after.key, key);
+    let after = scan(&p);
+    assert_eq!(after.key, before.key);
     assert_eq!(after.exe_id, exe_id(&second));
-    assert_ne!(after.exe_id, id);
+    assert_ne!(after.exec_mark, again.exec_mark);
     assert_eq!(after.labels.exe, "second");
     assert!(
         is_release(&after.labels.go_version, go::OLDEST),

@@ -166,6 +166,11 @@ pub struct Candidate {
     /// The executable's (device, inode): an `exec` keeps the pid and the start time, so this is
     /// what tells the program a process runs now from the one it ran before.
     pub exe_id: (u64, u64),
+    /// Where the kernel put the process's stack (`/proc/PID/stat` field 28), placed anew at
+    /// random by every `exec`: what tells a process that exec'd its own executable again (same
+    /// key, same `exe_id`) from the program it was. Constant where address randomisation is
+    /// off.
+    pub exec_mark: u64,
     /// The process's cgroup (see [`CgroupInfo::path`]).
     pub cgroup: String,
 }
@@ -212,6 +217,9 @@ pub struct Discovery {
 /// the same executable.
 struct Seen {
     stamp: ExeStamp,
+    /// See [`Candidate::exec_mark`]: an exec of the same executable may bring another
+    /// environment.
+    exec_mark: u64,
     exe: PathBuf,
     /// The service name its environment gives, once read (the environment a program started
     /// with does not change).
@@ -306,13 +314,14 @@ impl Discovery {
         // deleted; no path the process could swap is followed.
         let stamp = ExeStamp::of(&rustix::fs::statat(&dir, "exe", AtFlags::empty()).ok()?);
         let seen = match previous.remove(&key) {
-            // The same program as last time (an exec changes the stamp): its name is known.
-            Some(seen) if seen.stamp == stamp => seen,
+            // The same program as last time: its name is known.
+            Some(seen) if seen.stamp == stamp && seen.exec_mark == stat.start_stack => seen,
             _ => {
                 let link = rustix::fs::readlinkat(&dir, "exe", Vec::new()).ok()?;
                 let link = link.as_bytes();
                 Seen {
                     stamp,
+                    exec_mark: stat.start_stack,
                     exe: PathBuf::from(OsStr::from_bytes(
                         link.strip_suffix(b" (deleted)").unwrap_or(link),
                     )),
@@ -393,17 +402,19 @@ impl Discovery {
             },
             exe,
             exe_id: (stamp.dev, stamp.ino),
+            exec_mark: stat.start_stack,
             cgroup: cgroup.path,
         })
     }
 }
 
-/// The three fields of `/proc/PID/stat` a scan needs.
+/// The fields of `/proc/PID/stat` a scan needs.
 #[derive(Debug, PartialEq, Eq)]
 struct Stat {
     state: u8,
     flags: u32,
     start_time: u64,
+    start_stack: u64,
 }
 
 impl Stat {
@@ -421,10 +432,12 @@ impl Stat {
         let number = |f: &[u8]| std::str::from_utf8(f).ok()?.parse().ok();
         let flags = number(field(5)?)?;
         let start_time = number(field(12)?)?;
+        let start_stack = number(field(5)?)?;
         Some(Stat {
             state,
             flags: u32::try_from(flags).ok()?,
             start_time,
+            start_stack,
         })
     }
 }
@@ -743,21 +756,27 @@ mod tests {
     #[test]
     fn stat_fields_after_any_command_name() {
         let line =
-            b"4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 120 0 0 0 3 1 0 0 20 0 9 0 77123 1 2 3\n";
+            b"4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 120 0 0 0 3 1 0 0 20 0 9 0 77123 1 2 3 4 5 140736392668624 7\n";
         assert_eq!(
             Stat::parse(line),
             Some(Stat {
                 state: b'S',
                 flags: 4194560,
-                start_time: 77123
+                start_time: 77123,
+                start_stack: 140736392668624
             })
         );
         let own = std::fs::read("/proc/self/stat").unwrap();
         let procfs = procfs::process::Process::myself().unwrap().stat().unwrap();
         let mine = Stat::parse(&own).unwrap();
         assert_eq!(
-            (mine.state, mine.flags, mine.start_time),
-            (procfs.state as u8, procfs.flags, procfs.starttime)
+            (mine.state, mine.flags, mine.start_time, mine.start_stack),
+            (
+                procfs.state as u8,
+                procfs.flags,
+                procfs.starttime,
+                procfs.startstack
+            )
         );
         assert_eq!(Stat::parse(b"1 (x) S 1"), None);
     }
