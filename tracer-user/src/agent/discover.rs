@@ -5,7 +5,6 @@
 use std::{
     collections::{HashMap, HashSet},
     ffi::OsStr,
-    fmt,
     fs::File,
     os::{fd::AsFd, unix::ffi::OsStrExt},
     path::PathBuf,
@@ -86,12 +85,6 @@ impl Glob {
     }
 }
 
-impl fmt::Display for Glob {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
-    }
-}
-
 impl Serialize for Glob {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.text)
@@ -128,7 +121,8 @@ pub struct Labels {
     pub service_name: String,
     /// The executable's file name.
     pub exe: String,
-    /// The Go main module's path.
+    /// The Go main module's path (the build info's `mod` line; its `path`, the main package,
+    /// when there is no module line).
     pub module: Option<String>,
     /// As the build info says, e.g. "go1.27.1".
     pub go_version: String,
