@@ -1,6 +1,7 @@
 //! The integration tests: each module traces real Go processes (see `gotrace_tests`).
 
 mod agent;
+mod agent_discovery;
 mod alloc_paths;
 mod attach;
 mod bad_input;

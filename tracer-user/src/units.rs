@@ -35,6 +35,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok(size.0)
 }
 
+/// A duration as `parse_duration` reads it back (`5s`, `7days`): how configs show durations.
+pub fn serialize_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_duration(*d))
+}
+
 /// `1.5 MiB`, `512 B`.
 pub fn human_bytes(b: u64) -> String {
     ByteSize(b).display().iec().to_string()

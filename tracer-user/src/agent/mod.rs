@@ -47,6 +47,7 @@ pub(crate) struct Watched {
     pub key: TargetKey,
     pub labels: Labels,
     pub exe_id: (u64, u64),
+    exec_mark: u64,
     pub since: SystemTime,
     pub session: Session,
     /// godeltaprof's baselines: one per consumer, so that a scrape does not steal the
@@ -199,7 +200,16 @@ impl Scheduler {
             let now = Instant::now();
             if now >= next_scan {
                 self.scan();
-                next_scan = now + self.shared.config.scan_interval;
+                // A Go process skipped as too young is looked at again as soon as it is old
+                // enough, not an interval later.
+                let soon = self
+                    .discovery
+                    .matures_in()
+                    .map(|d| d + Duration::from_millis(20));
+                next_scan = now
+                    + soon.map_or(self.shared.config.scan_interval, |s| {
+                        s.min(self.shared.config.scan_interval)
+                    });
             }
             let mut wake = next_scan;
             for target in self.shared.targets() {
@@ -267,7 +277,7 @@ impl Scheduler {
             let known = lock(&self.shared.targets).get(&c.key).cloned();
             if let Some(t) = known {
                 let mut w = lock(&t);
-                if w.exe_id == c.exe_id {
+                if (w.exe_id, w.exec_mark) == (c.exe_id, c.exec_mark) {
                     continue;
                 }
                 // The same process runs another program now: a new target.
@@ -323,6 +333,7 @@ impl Scheduler {
         let watched = Watched {
             key: c.key,
             exe_id: c.exe_id,
+            exec_mark: c.exec_mark,
             since: SystemTime::now(),
             pressure: PressureWatch::new(&config.pressure, c.key.pid),
             labels: c.labels,
