@@ -383,12 +383,17 @@ fn history(args: HistoryArgs) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match args.command {
         HistoryCommand::List { target: None } => {
-            writeln!(out, "{:<24} {:>9}  {:<24}  {:<24}  LABELS", "TARGET", "SNAPSHOTS", "FIRST", "LAST")?;
+            writeln!(
+                out,
+                "{:<24} {:>9}  {:<24}  {:<24}  LABELS",
+                "TARGET", "SNAPSHOTS", "FIRST", "LAST"
+            )?;
             for t in reader.targets()? {
                 let (Some(first), Some(last)) = (t.snapshots.first(), t.snapshots.last()) else {
                     continue;
                 };
-                let labels: Vec<String> = t.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let labels: Vec<String> =
+                    t.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 writeln!(
                     out,
                     "{:<24} {:>9}  {:<24}  {:<24}  {}",
@@ -403,15 +408,28 @@ fn history(args: HistoryArgs) -> Result<ExitCode> {
         HistoryCommand::List { target: Some(id) } => {
             writeln!(out, "{:<24}  {:>10}  KIND", "SNAPSHOT", "BYTES")?;
             for s in reader.target(&id)?.snapshots {
-                writeln!(out, "{:<24}  {:>10}  {}", s.name, human_bytes(s.bytes), s.kind)?;
+                writeln!(
+                    out,
+                    "{:<24}  {:>10}  {}",
+                    s.name,
+                    human_bytes(s.bytes),
+                    s.kind
+                )?;
             }
         }
-        HistoryCommand::Copy { target, snapshot, out: dir } => {
+        HistoryCommand::Copy {
+            target,
+            snapshot,
+            out: dir,
+        } => {
             let name = (snapshot != "latest").then_some(snapshot.as_str());
             let mut sink = Sink::new(OutDir::open(&dir)?);
             let (info, snapshot) = reader.load(&target, name)?;
             let written = export::write_all(&snapshot, &mut sink)?;
-            eprintln!("gotrace: snapshot {} of {target} ({})", info.name, info.kind);
+            eprintln!(
+                "gotrace: snapshot {} of {target} ({})",
+                info.name, info.kind
+            );
             print_written(&written, sink.dir());
             sink.finish()?;
         }

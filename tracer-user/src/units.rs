@@ -63,7 +63,12 @@ pub fn duration_string(d: Duration) -> String {
 
 /// A size as [`parse_size`] reads it back, exactly: `1GiB`, `512KiB`, `1000`.
 pub fn size_string(b: u64) -> String {
-    const UNITS: [(&str, u64); 4] = [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    const UNITS: [(&str, u64); 4] = [
+        ("TiB", 1 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ];
     match UNITS.iter().find(|(_, n)| b > 0 && b % n == 0) {
         Some((unit, n)) => format!("{}{unit}", b / n),
         None => b.to_string(),

@@ -191,7 +191,9 @@ impl History {
                 .insert(id.clone(), (scan.snapshots.len(), target_bytes));
             for s in scan.snapshots {
                 history.usage += s.bytes;
-                history.entries.insert((s.time, id.clone(), s.name), s.bytes);
+                history
+                    .entries
+                    .insert((s.time, id.clone(), s.name), s.bytes);
             }
         }
         history.root = Some(root);
@@ -274,8 +276,14 @@ impl History {
             }
         };
         self.usage += bytes;
-        self.entries
-            .insert((parse_name(&name).unwrap_or(time), target_id.to_string(), name), bytes);
+        self.entries.insert(
+            (
+                parse_name(&name).unwrap_or(time),
+                target_id.to_string(),
+                name,
+            ),
+            bytes,
+        );
         if let Some(t) = self.targets.get_mut(target_id) {
             t.0 += 1;
         }
@@ -420,9 +428,9 @@ impl HistoryReader {
                 return Ok(None);
             }
             let bytes = dir.read(file.as_ref())?;
-            pprof::decode(&bytes).map(Some).map_err(|e| {
-                Error::Other(format!("{}: {e}", dir.path().join(file).display()))
-            })
+            pprof::decode(&bytes)
+                .map(Some)
+                .map_err(|e| Error::Other(format!("{}: {e}", dir.path().join(file).display())))
         };
         let snapshot = Snapshot {
             report,
@@ -493,12 +501,7 @@ fn check_entry(dir: &OutDir, name: &OsStr) -> std::result::Result<(Kind, u64), S
     for (file, size) in &meta.files {
         match entry.stat(file.as_ref()) {
             Some(st) if st.st_size as u64 == *size => bytes += disk_bytes(&st),
-            Some(st) => {
-                return Err(format!(
-                    "torn: {file} has {} bytes of {size}",
-                    st.st_size
-                ))
-            }
+            Some(st) => return Err(format!("torn: {file} has {} bytes of {size}", st.st_size)),
             None => return Err(format!("torn: {file} is missing")),
         }
     }
@@ -598,6 +601,9 @@ fn warn_removed(dir: &OutDir, name: &OsStr, why: &str) {
     let path = dir.path().join(name);
     match dir.remove_all(name) {
         Ok(()) => log::warn!("history: removed {} ({why})", path.display()),
-        Err(e) => log::warn!("history: skipping {} ({why}); removing it failed: {e}", path.display()),
+        Err(e) => log::warn!(
+            "history: skipping {} ({why}); removing it failed: {e}",
+            path.display()
+        ),
     }
 }

@@ -50,14 +50,18 @@ crate::detect::config_defaults!(PressureConfig);
 fn parse_fraction(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(f) if f > 0.0 && f <= 1.0 => Ok(f),
-        _ => Err(format!("{s:?} is not a fraction above 0 and at most 1 (e.g. 0.9)")),
+        _ => Err(format!(
+            "{s:?} is not a fraction above 0 and at most 1 (e.g. 0.9)"
+        )),
     }
 }
 
 fn parse_percent(s: &str) -> Result<f64, String> {
     match s.trim().trim_end_matches('%').parse::<f64>() {
         Ok(p) if p > 0.0 && p <= 100.0 => Ok(p),
-        _ => Err(format!("{s:?} is not a percentage above 0 and at most 100 (e.g. 50)")),
+        _ => Err(format!(
+            "{s:?} is not a percentage above 0 and at most 100 (e.g. 50)"
+        )),
     }
 }
 
@@ -210,9 +214,10 @@ fn memory_cgroup(pid: u32) -> Option<(String, PathBuf, PathBuf, bool)> {
         .iter()
         .find(|g| g.controllers.iter().any(|c| c == "memory"))
         .and_then(|g| {
-            let m = mounts.0.iter().find(|m| {
-                m.fs_type == "cgroup" && m.super_options.contains_key("memory")
-            })?;
+            let m = mounts
+                .0
+                .iter()
+                .find(|m| m.fs_type == "cgroup" && m.super_options.contains_key("memory"))?;
             Some((g, m, false))
         });
     let v2 = || {
@@ -227,7 +232,11 @@ fn memory_cgroup(pid: u32) -> Option<(String, PathBuf, PathBuf, bool)> {
         .ok()?
         .to_path_buf();
     let dir = mount.mount_point.join(rel);
-    let probe = if is_v2 { "memory.current" } else { "memory.usage_in_bytes" };
+    let probe = if is_v2 {
+        "memory.current"
+    } else {
+        "memory.usage_in_bytes"
+    };
     dir.join(probe).exists().then(|| {
         (
             group.pathname.clone(),
@@ -262,7 +271,11 @@ fn limited(name: &str, dir: &Path, mount: &Path, v2: bool) -> Option<Limited> {
 
 /// The cgroup's limit; `None` when it has none.
 fn read_limit(dir: &Path, v2: bool) -> Option<u64> {
-    let file = if v2 { "memory.max" } else { "memory.limit_in_bytes" };
+    let file = if v2 {
+        "memory.max"
+    } else {
+        "memory.limit_in_bytes"
+    };
     read_u64(&dir.join(file)).filter(|l| *l < UNLIMITED)
 }
 
