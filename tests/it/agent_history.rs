@@ -313,6 +313,12 @@ fn torn_entries_are_skipped_and_removed() -> Result<()> {
         .into();
     ensure!(left == want, "{left:?}");
     ensure!(history.disk_usage() == du(&state)?);
+    // One writer at a time.
+    let second = History::open(&config(&state, 7 * DAY, 1 << 30)).err();
+    ensure!(
+        second.is_some_and(|e| e.to_string().contains("another gotrace agent")),
+        "a second writer opened the same history"
+    );
     let reader = HistoryReader::open(&state)?;
     for name in [&snaps[0], &snaps[2]] {
         let (_, back) = reader.load(&id, Some(name))?;

@@ -51,12 +51,12 @@ pub fn duration_string(d: Duration) -> String {
         ("ms", 1),
     ];
     let ms = d.as_millis();
-    if d.subsec_nanos() % 1_000_000 != 0 {
+    if !d.subsec_nanos().is_multiple_of(1_000_000) {
         return format!("{}ns", d.as_nanos());
     }
     let (unit, n) = UNITS
         .iter()
-        .find(|(_, n)| ms % n == 0)
+        .find(|(_, n)| ms.is_multiple_of(*n))
         .expect("milliseconds divide");
     format!("{}{unit}", ms / n)
 }
@@ -69,7 +69,7 @@ pub fn size_string(b: u64) -> String {
         ("MiB", 1 << 20),
         ("KiB", 1 << 10),
     ];
-    match UNITS.iter().find(|(_, n)| b > 0 && b % n == 0) {
+    match UNITS.iter().find(|(_, n)| b > 0 && b.is_multiple_of(*n)) {
         Some((unit, n)) => format!("{}{unit}", b / n),
         None => b.to_string(),
     }

@@ -94,6 +94,9 @@ const META: &str = "meta.json";
 const TARGET: &str = "target.json";
 const HISTORY: &str = "history";
 const TMP_PREFIX: &str = ".tmp-";
+/// Held locked by the agent that writes the history: a second one would remove what the first
+/// is writing, and both would count the disk wrong.
+const LOCK: &str = ".lock";
 
 /// `meta.json`: what the entry is, and the size of each of its files (a torn file has
 /// another size).
@@ -139,6 +142,8 @@ pub struct History {
     config: HistoryConfig,
     /// `None` with `--no-history`.
     root: Option<OutDir>,
+    /// Locked while this store is open.
+    _lock: Option<std::fs::File>,
     /// Every stored snapshot, oldest first (across targets, for the size cap): its bytes.
     entries: BTreeMap<(SystemTime, String, String), u64>,
     /// Per target directory: its snapshots, and the bytes of its target.json.
@@ -153,6 +158,7 @@ impl History {
         let mut history = History {
             config: config.clone(),
             root: None,
+            _lock: None,
             entries: BTreeMap::new(),
             targets: HashMap::new(),
             usage: 0,
@@ -165,7 +171,19 @@ impl History {
                 "the history's state directory: {e} (choose another with --state-dir DIR, or run without history: --no-history)"
             ))
         })?;
+        let lock = root.open_file(LOCK.as_ref())?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+            |_| {
+                Error::Other(format!(
+                    "another gotrace agent keeps its history in {}: give this one another --state-dir",
+                    root.path().display()
+                ))
+            },
+        )?;
         for name in root.names()? {
+            if name == LOCK {
+                continue;
+            }
             let dir = match name.to_str().filter(|id| valid_id(id)) {
                 Some(_) => root.subdir(&name, false),
                 None => Err(Error::Other("not a target's directory".into())),
@@ -197,6 +215,7 @@ impl History {
             }
         }
         history.root = Some(root);
+        history._lock = Some(lock);
         history.enforce(SystemTime::now());
         Ok(history)
     }
@@ -353,8 +372,14 @@ impl HistoryReader {
     pub fn open(state_dir: &Path) -> Result<HistoryReader> {
         let path = state_dir.join(HISTORY);
         let root = OutDir::open_read(&path).map_err(|e| {
+            let why = match std::fs::metadata(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    format!("{} does not exist", path.display())
+                }
+                _ => e.to_string(),
+            };
             Error::Other(format!(
-                "no history in {}: {e} (give the agent's --state-dir, or check that you may read it)",
+                "no history in {}: {why} (give --state-dir the directory `gotrace agent` uses)",
                 state_dir.display()
             ))
         })?;
