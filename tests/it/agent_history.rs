@@ -526,3 +526,111 @@ fn pressure_is_told_before_the_oom_killer() -> Result<()> {
     drop(cgroup);
     Ok(())
 }
+
+/// `gotrace agent` itself: killed with SIGKILL mid-run and started again on the same state
+/// directory, it loses no whole snapshot; a target growing toward its cgroup's limit gets a
+/// pressure snapshot in the history while it still runs.
+#[test]
+fn agent_history_survives_sigkill_and_takes_pressure_snapshots() -> Result<()> {
+    let _children = children::guard();
+    const LIMIT: u64 = 256 << 20;
+    let state = fixtures::scratch_dir("agent-history")?;
+    // A copy of its own, so that the agent watches this test's fixture and no other.
+    let built = fixtures::build("memgrow", Toolchain::find(go::NEWEST)?, Variant::Default)?;
+    let exe = state.join("memgrow");
+    std::fs::copy(&built, &exe)?;
+    let include = format!("{}/*", state.display());
+    let cgroup = Cgroup::new("agent-pressure", LIMIT)?;
+    let mut proc = GoProcess::start(&exe, &[])?;
+    cgroup.add(proc.pid())?;
+    let args = [
+        "--include",
+        include.as_str(),
+        "--min-age",
+        "1s",
+        "--interval",
+        "1s",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ];
+    let wait_for_snapshots = |id: &str, n: usize| -> Result<Vec<String>> {
+        let begin = std::time::Instant::now();
+        loop {
+            let snaps = HistoryReader::open(&state)
+                .and_then(|r| r.target(id))
+                .map(|t| t.snapshots)
+                .unwrap_or_default();
+            if snaps.len() >= n {
+                return Ok(snaps.into_iter().map(|s| s.name).collect());
+            }
+            ensure!(
+                begin.elapsed() < Duration::from_secs(60),
+                "{} snapshots of {id} after 60 s",
+                snaps.len()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+
+    let agent = gotrace_tests::agent::Agent::start(&args)?;
+    let id = agent.wait_for(proc.pid(), Duration::from_secs(15))?["id"]
+        .as_str()
+        .context("the target's id")?
+        .to_string();
+    wait_for_snapshots(&id, 3)?;
+    agent.kill()?;
+    let before = listed(&state, &id)?;
+    let agent = gotrace_tests::agent::Agent::start(&args)?;
+    agent.wait_for(proc.pid(), Duration::from_secs(15))?;
+    let after = wait_for_snapshots(&id, before.len() + 2)?;
+    ensure!(
+        before.iter().all(|s| after.contains(s)),
+        "lost: {before:?} -> {after:?}"
+    );
+    let left: Vec<String> = names(&target_dir(&state, &id))?
+        .into_iter()
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    ensure!(
+        left.is_empty(),
+        "what the kill left was not removed: {left:?}"
+    );
+
+    // Toward the limit, 8 MiB at a time, as long as no pressure snapshot is in the history.
+    let pressure = |id: &str| -> Result<bool> {
+        let target = HistoryReader::open(&state)?.target(id)?;
+        Ok(target
+            .snapshots
+            .iter()
+            .any(|s| matches!(s.kind, Kind::Pressure(_))))
+    };
+    let mut held = 0;
+    while !pressure(&id)? {
+        ensure!(
+            held << 20 < LIMIT,
+            "{held} MiB held and no pressure snapshot"
+        );
+        proc.send("grow 8")?;
+        let line = proc
+            .expect_line("grown ", Duration::from_secs(20))
+            .context("the fixture was killed before a pressure snapshot was taken")?;
+        held = line.trim_start_matches("grown ").parse()?;
+        // The agent checks every second.
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    ensure!(
+        held << 20 >= LIMIT * 8 / 10,
+        "a pressure snapshot at {held} MiB held"
+    );
+    ensure!(
+        Path::new(&format!("/proc/{}", proc.pid())).exists(),
+        "still alive"
+    );
+    let log = agent.log().join("\n");
+    ensure!(log.contains("memory-pressure"), "{log}");
+    ensure!(agent.stop()?.success());
+    drop(proc);
+    drop(cgroup);
+    std::fs::remove_dir_all(&state)?;
+    Ok(())
+}

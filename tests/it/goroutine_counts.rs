@@ -16,7 +16,7 @@ use gotrace_tests::{bpf, children, fixtures, go, gotrace_bin, GoProcess, Toolcha
 use serde_json::Value;
 
 /// Goroutines per innermost `main.` function of their stacks.
-fn by_main_function(p: &proto::Profile) -> BTreeMap<String, i64> {
+pub(crate) fn by_main_function(p: &proto::Profile) -> BTreeMap<String, i64> {
     let name = |id: u64| {
         let f = p.function.iter().find(|f| f.id == id).unwrap();
         p.string_table[f.name as usize].clone()

@@ -15,14 +15,14 @@ const PKG: &str = "gotrace.dev/fixtures/internal/heapwork.";
 const MIB: f64 = 1024.0 * 1024.0;
 
 /// Shares of in-use bytes per function and the total allocated bytes of a profile.
-struct Shares {
-    inuse: HashMap<String, f64>,
-    alloc_total: f64,
+pub(crate) struct Shares {
+    pub inuse: HashMap<String, f64>,
+    pub alloc_total: f64,
 }
 
 /// What `go tool pprof -top` says of a profile file: flat in-use share per function and the
 /// total of alloc_space.
-fn pprof_shares(tc: &Toolchain, profile: &std::path::Path) -> Result<Shares> {
+pub(crate) fn pprof_shares(tc: &Toolchain, profile: &std::path::Path) -> Result<Shares> {
     let top = |index: &str| -> Result<String> {
         let out = children::output(
             tc.command()

@@ -1,5 +1,6 @@
 //! The integration tests: each module traces real Go processes (see `gotrace_tests`).
 
+mod agent;
 mod agent_history;
 mod alloc_paths;
 mod attach;

@@ -2,6 +2,7 @@
 //! background tracing sessions, kernel hygiene checks and the accounting of every child
 //! process a test starts (`children`). The tests live in `tests/it/`.
 
+pub mod agent;
 pub mod bpf;
 pub mod children;
 pub mod fixtures;

@@ -4,11 +4,14 @@ use anyhow::Result;
 use gotrace_tests::go::{self, MATRIX};
 
 /// Debian packages the test suite uses: gcc for the cgo fixtures, util-linux for `setpriv`
-/// and `unshare` (the privilege and kernel-feature tests).
+/// and `unshare` (the privilege and kernel-feature tests), curl and a real Prometheus (the
+/// agent's HTTP endpoints and their scrape).
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("gcc", "gcc"),
     ("setpriv", "util-linux"),
     ("unshare", "util-linux"),
+    ("curl", "curl"),
+    ("prometheus", "prometheus"),
 ];
 
 pub fn run() -> Result<()> {

@@ -1,0 +1,171 @@
+//! A `gotrace agent` started by a test: the real binary on a free loopback port (it prints
+//! the address it listens on), requests to it through curl, and its end with SIGTERM.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{mpsc, Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+
+use crate::{children, gotrace_bin};
+
+pub struct Agent {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    /// Every line the agent logged so far.
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Agent {
+    /// `gotrace agent --listen 127.0.0.1:0 ARGS...`, fast looks and scans, no history unless
+    /// `args` name a --state-dir; waits until it listens.
+    pub fn start(args: &[&str]) -> Result<Agent> {
+        let mut cmd = Command::new(gotrace_bin());
+        cmd.args(["agent", "--listen", "127.0.0.1:0", "--scan-interval", "1s"])
+            .args(["--look-interval", "1s"]);
+        if !args.iter().any(|a| a.starts_with("--state-dir")) {
+            cmd.arg("--no-history");
+        }
+        cmd.args(args).stdin(Stdio::null()).stderr(Stdio::piped());
+        let mut child = children::spawn(&mut cmd).context("starting gotrace agent")?;
+        let (tx, rx) = mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
+                eprintln!("agent: {line}");
+                if let Some(addr) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(30))
+            .with_context(|| format!("the agent never listened: {:?}", log.lock().unwrap()))?;
+        Ok(Agent {
+            child: Some(child),
+            url,
+            log,
+        })
+    }
+
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// GET `path`: the status and the body.
+    pub fn get(&self, path: &str) -> Result<(u16, Vec<u8>)> {
+        curl(&format!("{}{path}", self.url))
+    }
+
+    /// GET `path`, which must answer 200.
+    pub fn ok(&self, path: &str) -> Result<Vec<u8>> {
+        let (status, body) = self.get(path)?;
+        if status != 200 {
+            bail!("GET {path}: {status} {}", String::from_utf8_lossy(&body));
+        }
+        Ok(body)
+    }
+
+    /// `/targets`, parsed.
+    pub fn targets(&self) -> Result<Vec<serde_json::Value>> {
+        Ok(serde_json::from_slice(&self.ok("/targets")?)?)
+    }
+
+    /// Waits until `/targets` lists the process `pid`; its entry.
+    pub fn wait_for(&self, pid: u32, within: Duration) -> Result<serde_json::Value> {
+        let begin = Instant::now();
+        loop {
+            if let Some(t) = self.targets()?.into_iter().find(|t| t["pid"] == pid) {
+                return Ok(t);
+            }
+            if begin.elapsed() > within {
+                bail!(
+                    "pid {pid} not among the agent's targets after {within:?}: {:?}",
+                    self.targets()?
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Downloads `path` into `dir/name`.
+    pub fn save(&self, path: &str, dir: &Path, name: &str) -> Result<PathBuf> {
+        let file = dir.join(name);
+        std::fs::write(&file, self.ok(path)?)?;
+        Ok(file)
+    }
+
+    /// SIGTERM, then its exit (within 30 s).
+    pub fn stop(mut self) -> Result<ExitStatus> {
+        let mut child = self.child.take().unwrap();
+        rustix::process::kill_process(
+            rustix::process::Pid::from_child(&child),
+            rustix::process::Signal::TERM,
+        )?;
+        let begin = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if begin.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                bail!("the agent did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(mut self) -> Result<()> {
+        let mut child = self.child.take().unwrap();
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// GET `url` with curl: the status and the body.
+pub fn curl(url: &str) -> Result<(u16, Vec<u8>)> {
+    let out = children::output(
+        Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "120",
+                "-o",
+                "-",
+                "-w",
+                "\n%{http_code}",
+            ])
+            .arg(url),
+    )
+    .context("running curl (installed by `cargo xtask setup`)")?;
+    if !out.status.success() {
+        bail!("curl {url}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let mut body = out.stdout;
+    let nl = body
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .context("curl's status")?;
+    let status = String::from_utf8_lossy(&body[nl + 1..]).trim().parse()?;
+    body.truncate(nl);
+    Ok((status, body))
+}
