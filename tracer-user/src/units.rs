@@ -35,6 +35,16 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok(size.0)
 }
 
+/// A percentage above 0 and at most 100, with or without its `%`: `50`, `0.5%`.
+pub fn parse_percent(s: &str) -> Result<f64, String> {
+    match s.trim().trim_end_matches('%').parse::<f64>() {
+        Ok(p) if p > 0.0 && p <= 100.0 => Ok(p),
+        _ => Err(format!(
+            "{s:?} is not a percentage above 0 and at most 100 (e.g. 50)"
+        )),
+    }
+}
+
 /// `1.5 MiB`, `512 B`.
 pub fn human_bytes(b: u64) -> String {
     ByteSize(b).display().iec().to_string()
@@ -112,6 +122,8 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("18446744073709551615s").is_err());
         assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_percent("50%"), Ok(50.0));
+        assert!(parse_percent("-1").is_err() && parse_percent("pct").is_err());
         for d in ["7d", "90s", "1500ms", "2h", "5m"] {
             assert_eq!(duration_string(parse_duration(d).unwrap()), d);
         }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::units::{human_bytes, parse_size, serialize_opt_size};
+use crate::units::{human_bytes, parse_percent, parse_size, serialize_opt_size};
 
 /// The memory-pressure trigger's flags (TOML section `[pressure]`).
 #[derive(clap::Args, Serialize, Clone, Debug)]
@@ -52,15 +52,6 @@ fn parse_fraction(s: &str) -> Result<f64, String> {
         Ok(f) if f > 0.0 && f <= 1.0 => Ok(f),
         _ => Err(format!(
             "{s:?} is not a fraction above 0 and at most 1 (e.g. 0.9)"
-        )),
-    }
-}
-
-fn parse_percent(s: &str) -> Result<f64, String> {
-    match s.trim().trim_end_matches('%').parse::<f64>() {
-        Ok(p) if p > 0.0 && p <= 100.0 => Ok(p),
-        _ => Err(format!(
-            "{s:?} is not a percentage above 0 and at most 100 (e.g. 50)"
         )),
     }
 }
@@ -292,8 +283,6 @@ mod tests {
     fn thresholds_parse() {
         assert_eq!(parse_fraction("0.9"), Ok(0.9));
         assert!(parse_fraction("0").is_err() && parse_fraction("1.5").is_err());
-        assert_eq!(parse_percent("50%"), Ok(50.0));
-        assert!(parse_percent("-1").is_err() && parse_percent("pct").is_err());
         let d = PressureConfig::default();
         assert_eq!((d.pressure_limit_fraction, d.pressure_rss), (0.9, None));
     }
