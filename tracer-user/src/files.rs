@@ -536,6 +536,29 @@ mod tests {
     }
 
     #[test]
+    fn trees_are_removed_without_following_symlinks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("precious"), b"keep").unwrap();
+        let dir = OutDir::open(&tmp.path().join("store")).unwrap();
+        let entry = dir.subdir(OsStr::new("entry"), true).unwrap();
+        entry.write(OsStr::new("f"), b"x").unwrap();
+        std::os::unix::fs::symlink(&outside, tmp.path().join("store/entry/link")).unwrap();
+        assert!(
+            dir.rename(OsStr::new("entry"), OsStr::new("entry"))
+                .is_err(),
+            "never replaces"
+        );
+        dir.rename(OsStr::new("entry"), OsStr::new("moved"))
+            .unwrap();
+        dir.remove_all(OsStr::new("moved")).unwrap();
+        assert!(dir.names().unwrap().is_empty());
+        assert_eq!(std::fs::read(outside.join("precious")).unwrap(), b"keep");
+        assert!(dir.subdir(OsStr::new("../outside"), false).is_err());
+    }
+
+    #[test]
     fn bad_paths() {
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("file");

@@ -539,8 +539,7 @@ fn check_entry(dir: &OutDir, name: &OsStr) -> std::result::Result<(Kind, u64), S
 /// Writes the snapshot's files into the new directory `tmp`, meta.json last; returns the
 /// bytes they take on disk.
 fn write_entry(dir: &OutDir, tmp: &OsStr, snapshot: &Snapshot, kind: Kind) -> Result<u64> {
-    dir.subdir(tmp, true)?;
-    let entry = dir.subdir(tmp, false)?;
+    let entry = dir.subdir(tmp, true)?;
     let mut meta = Meta {
         kind,
         subtitle: snapshot.subtitle.clone(),
