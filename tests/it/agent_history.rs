@@ -373,6 +373,7 @@ fn history_caps_age_and_size() -> Result<()> {
     let newest = now - Duration::from_secs(3600) + Duration::from_secs(11 * 60);
     ensure!(stored_times(&state, &id)?.last() == Some(&millis(newest)));
     drop(history);
+    std::fs::remove_dir_all(&state)?;
 
     // Age: kept for 30 days, then opened with 7.
     let state = fixtures::scratch_dir("history-age")?;
