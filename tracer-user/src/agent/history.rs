@@ -202,6 +202,10 @@ impl History {
             for (torn, why) in &scan.torn {
                 warn_removed(&dir, torn, why);
             }
+            // No other agent writes here (the lock): what is temporary is a crash's.
+            for tmp in &scan.temporary {
+                warn_removed(&dir, tmp, "a temporary entry left by a crash");
+            }
             let target_bytes = dir.stat(TARGET.as_ref()).map_or(0, |st| disk_bytes(&st));
             history.usage += target_bytes;
             history
@@ -406,7 +410,8 @@ impl HistoryReader {
         Ok(out)
     }
 
-    /// One target and its snapshots, oldest first.
+    /// One target and its snapshots, oldest first. Temporary entries (the agent may be
+    /// writing one now) are left out silently, torn ones with a warning.
     pub fn target(&self, id: &str) -> Result<StoredTarget> {
         let dir = self.target_dir(id)?;
         let scan = scan_target(&dir)?;
@@ -483,12 +488,15 @@ struct Scan {
     snapshots: Vec<StoredSnapshot>,
     /// Entries a crash left half-written, and why each is not whole.
     torn: Vec<(OsString, String)>,
+    /// Temporary entries: being written now, or left by a crash when no agent holds the lock.
+    temporary: Vec<OsString>,
 }
 
 fn scan_target(dir: &OutDir) -> Result<Scan> {
     let mut scan = Scan {
         snapshots: Vec::new(),
         torn: Vec::new(),
+        temporary: Vec::new(),
     };
     for name in dir.names()? {
         if name == TARGET {
@@ -496,8 +504,7 @@ fn scan_target(dir: &OutDir) -> Result<Scan> {
         }
         let text = name.to_string_lossy();
         if text.starts_with('.') {
-            scan.torn
-                .push((name, "a temporary entry left by a crash".into()));
+            scan.temporary.push(name);
             continue;
         }
         let Some(time) = parse_name(&text) else {
