@@ -2,6 +2,7 @@
 
 mod agent;
 mod agent_discovery;
+mod agent_history;
 mod alloc_paths;
 mod attach;
 mod bad_input;

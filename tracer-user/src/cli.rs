@@ -5,6 +5,7 @@ use std::{io::Write, path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use gotrace::{
+    agent::history::{self, HistoryReader},
     attach::Handover,
     detect::DetectConfig,
     export,
@@ -64,6 +65,10 @@ pub enum Command {
     /// history and leak findings, with no probe and no change to the programs.
     #[command(after_help = AGENT_EXAMPLES, args_override_self = true)]
     Agent(AgentArgs),
+    /// The history `gotrace agent` keeps: list its targets and snapshots, copy one out as an
+    /// output directory. Needs only read access to the state directory.
+    #[command(after_help = HISTORY_EXAMPLES)]
+    History(HistoryArgs),
 }
 
 const AGENT_EXAMPLES: &str = "\
@@ -91,6 +96,49 @@ pub struct AgentArgs {
     pub print_config: bool,
     #[command(flatten)]
     pub settings: gotrace::agent::AgentConfig,
+}
+
+const HISTORY_EXAMPLES: &str = "\
+Examples:
+  gotrace history list                           every target, with its labels and snapshots
+  gotrace history list 4242-1234567              the snapshots of one target
+  gotrace history copy 4242-1234567 --out /tmp/s the latest snapshot, as `attach` writes it
+  gotrace history copy 4242-1234567 2026-12-02T03:19:18.123Z --out /tmp/s
+  go tool pprof -http=: /tmp/s/heap.pb.gz
+
+A target is PID-STARTTIME (its start time in clock ticks since boot, as in /proc/PID/stat), so
+that a pid the kernel reuses is another target. Snapshots are named by the time they were taken
+(UTC); a pressure snapshot was taken because memory neared a limit.";
+
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// The agent's state directory (its --state-dir).
+    #[arg(long, value_name = "DIR", default_value = history::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+
+    #[command(subcommand)]
+    pub command: HistoryCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HistoryCommand {
+    /// The targets with snapshots; with TARGET_ID, that target's snapshots.
+    List {
+        #[arg(value_name = "TARGET_ID")]
+        target: Option<String>,
+    },
+    /// Writes one snapshot as an output directory: the files `gotrace attach` writes.
+    Copy {
+        #[arg(value_name = "TARGET_ID")]
+        target: String,
+        /// The snapshot's name (see `list TARGET_ID`), or `latest`.
+        #[arg(value_name = "SNAPSHOT", default_value = "latest")]
+        snapshot: String,
+        /// Output directory, created if missing; an existing one must be yours (or root's) and
+        /// writable by nobody else.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
 }
 
 const CHECK_EXAMPLES: &str = "\
@@ -330,6 +378,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Inspect(args) => inspect(args),
         Command::Record(args) => record(args),
         Command::Check(args) => check(args),
+        Command::History(args) => history(args),
         Command::Agent(args) => agent(args),
         Command::Dump(args) => {
             let dump = gotrace::dump::take(args.pid, args.system)?;
@@ -418,6 +467,66 @@ fn inspect(args: InspectArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&inspection)?);
     } else {
         print!("{}", inspection.render());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn history(args: HistoryArgs) -> Result<ExitCode> {
+    let reader = HistoryReader::open(&args.state_dir)?;
+    let time = |t| humantime::format_rfc3339_millis(t).to_string();
+    let mut out = std::io::stdout().lock();
+    match args.command {
+        HistoryCommand::List { target: None } => {
+            writeln!(
+                out,
+                "{:<24} {:>9}  {:<24}  {:<24}  LABELS",
+                "TARGET", "SNAPSHOTS", "FIRST", "LAST"
+            )?;
+            for t in reader.targets()? {
+                let (Some(first), Some(last)) = (t.snapshots.first(), t.snapshots.last()) else {
+                    continue;
+                };
+                let labels: Vec<String> =
+                    t.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                writeln!(
+                    out,
+                    "{:<24} {:>9}  {:<24}  {:<24}  {}",
+                    t.id,
+                    t.snapshots.len(),
+                    time(first.time),
+                    time(last.time),
+                    labels.join(" ")
+                )?;
+            }
+        }
+        HistoryCommand::List { target: Some(id) } => {
+            writeln!(out, "{:<24}  {:>10}  KIND", "SNAPSHOT", "BYTES")?;
+            for s in reader.target(&id)?.snapshots {
+                writeln!(
+                    out,
+                    "{:<24}  {:>10}  {}",
+                    s.name,
+                    human_bytes(s.bytes),
+                    s.kind
+                )?;
+            }
+        }
+        HistoryCommand::Copy {
+            target,
+            snapshot,
+            out: dir,
+        } => {
+            let name = (snapshot != "latest").then_some(snapshot.as_str());
+            let mut sink = Sink::new(OutDir::open(&dir)?);
+            let (info, snapshot) = reader.load(&target, name)?;
+            let written = export::write_all(&snapshot, &mut sink)?;
+            eprintln!(
+                "gotrace: snapshot {} of {target} ({})",
+                info.name, info.kind
+            );
+            print_written(&written, sink.dir());
+            sink.finish()?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -166,6 +166,67 @@ impl OutDir {
         Ok(names)
     }
 
+    /// Opens the existing directory `path` to read from it: no check that gotrace could write
+    /// there (a user reads a directory root keeps), symlinks followed as [`OutDir::open`] does.
+    pub fn open_read(path: &Path) -> Result<Self> {
+        let (fd, _) = walk(path, false)?;
+        Ok(OutDir {
+            fd,
+            path: path.to_path_buf(),
+            created: None,
+        })
+    }
+
+    /// Opens subdirectory `name` (never through a symlink), creating it (mode 0755) when
+    /// `create`. It needs no check of its own: only who may write here could have made it.
+    pub fn subdir(&self, name: &OsStr, create: bool) -> Result<OutDir> {
+        let path = self.path.join(name);
+        if Path::new(name).file_name() != Some(name) {
+            return Err(bad(&path, "not a file name"));
+        }
+        if create {
+            match rfs::mkdirat(&self.fd, name, Mode::from_raw_mode(0o755)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => return Err(io_error(&path, e)),
+            }
+        }
+        let fd = open_dir_at(&self.fd, name).map_err(|e| io_error(&path, e))?;
+        Ok(OutDir {
+            fd,
+            path,
+            created: None,
+        })
+    }
+
+    /// Renames entry `from` to `to` in this directory, failing rather than replacing an
+    /// existing `to`.
+    pub fn rename(&self, from: &OsStr, to: &OsStr) -> Result<()> {
+        rfs::renameat_with(&self.fd, from, &self.fd, to, rfs::RenameFlags::NOREPLACE)
+            .map_err(|e| io_error(&self.path.join(to), e))
+    }
+
+    /// Removes entry `name`, a file or a whole directory tree, never following a symlink.
+    pub fn remove_all(&self, name: &OsStr) -> Result<()> {
+        let path = self.path.join(name);
+        match self.stat(name) {
+            None => return Ok(()),
+            Some(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                let sub = self.subdir(name, false)?;
+                for entry in sub.names()? {
+                    sub.remove_all(&entry)?;
+                }
+                rfs::unlinkat(&self.fd, name, AtFlags::REMOVEDIR)
+            }
+            Some(_) => rfs::unlinkat(&self.fd, name, AtFlags::empty()),
+        }
+        .map_err(|e| io_error(&path, e))
+    }
+
+    /// The status of entry `name` (a symlink's own), if it exists.
+    pub fn stat(&self, name: &OsStr) -> Option<Stat> {
+        rfs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW).ok()
+    }
+
     /// `.<name>.<16 random hex digits>.tmp`, created exclusively, never through a symlink.
     fn create_temp(&self, name: &OsStr) -> rustix::io::Result<(OsString, std::fs::File)> {
         let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
@@ -472,6 +533,29 @@ mod tests {
         drop(dir);
         assert!(used.join("f").exists());
         assert!(OutDir::create_new(&used).is_err(), "exists already");
+    }
+
+    #[test]
+    fn trees_are_removed_without_following_symlinks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("precious"), b"keep").unwrap();
+        let dir = OutDir::open(&tmp.path().join("store")).unwrap();
+        let entry = dir.subdir(OsStr::new("entry"), true).unwrap();
+        entry.write(OsStr::new("f"), b"x").unwrap();
+        std::os::unix::fs::symlink(&outside, tmp.path().join("store/entry/link")).unwrap();
+        assert!(
+            dir.rename(OsStr::new("entry"), OsStr::new("entry"))
+                .is_err(),
+            "never replaces"
+        );
+        dir.rename(OsStr::new("entry"), OsStr::new("moved"))
+            .unwrap();
+        dir.remove_all(OsStr::new("moved")).unwrap();
+        assert!(dir.names().unwrap().is_empty());
+        assert_eq!(std::fs::read(outside.join("precious")).unwrap(), b"keep");
+        assert!(dir.subdir(OsStr::new("../outside"), false).is_err());
     }
 
     #[test]

@@ -35,14 +35,72 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok(size.0)
 }
 
-/// A duration as `parse_duration` reads it back (`5s`, `7days`): how configs show durations.
-pub fn serialize_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&humantime::format_duration(*d))
+/// A percentage above 0 and at most 100, with or without its `%`: `50`, `0.5%`.
+pub fn parse_percent(s: &str) -> Result<f64, String> {
+    match s.trim().trim_end_matches('%').parse::<f64>() {
+        Ok(p) if p > 0.0 && p <= 100.0 => Ok(p),
+        _ => Err(format!(
+            "{s:?} is not a percentage above 0 and at most 100 (e.g. 50)"
+        )),
+    }
 }
 
 /// `1.5 MiB`, `512 B`.
 pub fn human_bytes(b: u64) -> String {
     ByteSize(b).display().iec().to_string()
+}
+
+/// A duration as [`parse_duration`] reads it back, exactly: `7d`, `90s`, `1500ms`, in the
+/// largest unit that divides it (for `--print-config`).
+pub fn duration_string(d: Duration) -> String {
+    const UNITS: [(&str, u128); 5] = [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+        ("ms", 1),
+    ];
+    let ms = d.as_millis();
+    if !d.subsec_nanos().is_multiple_of(1_000_000) {
+        return format!("{}ns", d.as_nanos());
+    }
+    let (unit, n) = UNITS
+        .iter()
+        .find(|(_, n)| ms.is_multiple_of(*n))
+        .expect("milliseconds divide");
+    format!("{}{unit}", ms / n)
+}
+
+/// A size as [`parse_size`] reads it back, exactly: `1GiB`, `512KiB`, `1000`.
+pub fn size_string(b: u64) -> String {
+    const UNITS: [(&str, u64); 4] = [
+        ("TiB", 1 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ];
+    match UNITS.iter().find(|(_, n)| b > 0 && b.is_multiple_of(*n)) {
+        Some((unit, n)) => format!("{}{unit}", b / n),
+        None => b.to_string(),
+    }
+}
+
+/// `#[serde(serialize_with)]` for a duration flag: [`duration_string`].
+pub fn serialize_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&duration_string(*d))
+}
+
+/// `#[serde(serialize_with)]` for a size flag: [`size_string`].
+pub fn serialize_size<S: serde::Serializer>(b: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&size_string(*b))
+}
+
+/// `#[serde(serialize_with)]` for an optional size flag (none: left out of the TOML).
+pub fn serialize_opt_size<S: serde::Serializer>(b: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+    match b {
+        Some(b) => serialize_size(b, s),
+        None => s.serialize_none(),
+    }
 }
 
 #[cfg(test)]
@@ -64,5 +122,13 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("18446744073709551615s").is_err());
         assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_percent("50%"), Ok(50.0));
+        assert!(parse_percent("-1").is_err() && parse_percent("pct").is_err());
+        for d in ["7d", "90s", "1500ms", "2h", "5m"] {
+            assert_eq!(duration_string(parse_duration(d).unwrap()), d);
+        }
+        for b in ["1GiB", "512KiB", "1000", "3MiB"] {
+            assert_eq!(size_string(parse_size(b).unwrap()), b);
+        }
     }
 }

@@ -46,3 +46,28 @@ pub fn sudo_user() -> Option<(u32, u32)> {
     }
     Some((id("SUDO_UID")?, id("SUDO_GID")?))
 }
+
+/// A `&'static str` field that is read back from disk too: serde would otherwise require the
+/// whole input to live forever (it borrows `&str` fields from it), whatever `deserialize_with`
+/// says; spelled through this alias, the field is read by [`static_str`].
+pub type StaticStr = &'static str;
+
+/// Deserializes a `&'static str` field (a pattern id, a probe name, gotrace's version) of a
+/// report read back from disk. Each distinct string is leaked once and shared after that: the
+/// values come from small closed sets, so this stays bounded however many reports are read,
+/// and the types keep the `&'static str` every session builds them with.
+pub(crate) fn static_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    use std::{collections::HashSet, sync::Mutex};
+    static SEEN: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    let s = <String as serde::Deserialize>::deserialize(d)?;
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    let seen = seen.get_or_insert_with(HashSet::new);
+    Ok(match seen.get(s.as_str()) {
+        Some(known) => known,
+        None => {
+            let leaked: &'static str = Box::leak(s.into_boxed_str());
+            seen.insert(leaked);
+            leaked
+        }
+    })
+}

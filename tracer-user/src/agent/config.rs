@@ -11,14 +11,14 @@ use std::{
     time::Duration,
 };
 
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
 use super::{
     discover::Selection, history::HistoryConfig, pressure::PressureConfig, push::PushConfig,
 };
 use crate::{
     error::{Error, Result},
-    units::{parse_duration, parse_size},
+    units::{parse_duration, parse_percent, parse_size},
 };
 
 /// Where the agent looks for its file when `--config` is not given.
@@ -37,11 +37,11 @@ pub struct AgentConfig {
     /// How often each target's profiles, findings and GC series go to the history and to
     /// Pyroscope.
     #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_duration)]
-    #[serde(serialize_with = "duration")]
+    #[serde(serialize_with = "crate::units::serialize_duration")]
     pub interval: Duration,
     /// How often /proc is scanned for Go processes started or gone.
     #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_duration)]
-    #[serde(serialize_with = "duration")]
+    #[serde(serialize_with = "crate::units::serialize_duration")]
     pub scan_interval: Duration,
     /// The CPU the agent spends reading its targets, in percent of one core, all targets
     /// together: looks are spaced out to stay within it.
@@ -49,7 +49,7 @@ pub struct AgentConfig {
     pub cpu_budget: f64,
     /// The shortest time between two looks at one target (the detectors' resolution).
     #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
-    #[serde(serialize_with = "duration")]
+    #[serde(serialize_with = "crate::units::serialize_duration")]
     pub look_interval: Duration,
     /// `runtime.MemProfileRate` set in a target whose sampler is off (Go's default 512 KiB;
     /// restored when the target is dropped or the agent stops).
@@ -68,17 +68,6 @@ pub struct AgentConfig {
     pub push: PushConfig,
     #[command(flatten)]
     pub pressure: PressureConfig,
-}
-
-fn duration<S: Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_str(&humantime::format_duration(*d).to_string())
-}
-
-fn parse_percent(s: &str) -> std::result::Result<f64, String> {
-    match s.trim().trim_end_matches('%').parse::<f64>() {
-        Ok(p) if p > 0.0 && p <= 100.0 => Ok(p),
-        _ => Err(format!("{s:?} is not a percentage in (0, 100]")),
-    }
 }
 
 impl AgentConfig {

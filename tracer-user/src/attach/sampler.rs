@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::ledger::{Holder, Ledger, ProcessId, Record};
 use crate::{
@@ -28,7 +28,7 @@ pub struct SamplerRequest {
 }
 
 /// What gotrace did to the target's sampler, as reported in report.json.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SamplerState {
     /// The program's own `runtime.MemProfileRate`, before gotrace touched it (0: sampler off,
     /// the usual case when nothing in the program links the heap-profile reader). When another

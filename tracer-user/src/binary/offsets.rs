@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use gimli::{AttributeValue, EndianSlice, LittleEndian};
 use object::{Object, ObjectSection};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::offsets_table;
 use crate::binary::GoVersion;
@@ -17,7 +17,7 @@ macro_rules! fields {
     ($($variant:ident => [$(($ty:literal, $field:literal)),+ $(,)?]),+ $(,)?) => {
         /// A runtime struct field gotrace reads. Each lists the DWARF (type, member) names it
         /// has had across Go versions.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         pub enum Field { $($variant),+ }
 
         impl Field {
@@ -122,7 +122,7 @@ const SIZEOF: &str = "<sizeof>";
 pub type ReleaseOffsets = (u32, u32, &'static [(Field, u64)]);
 
 /// Where a set of offsets came from, as shown by `gotrace inspect` and report.json.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum OffsetsSource {
     /// Read from the binary's own DWARF.

@@ -14,7 +14,7 @@ pub mod syncmap_growth;
 pub mod syncpool_misuse;
 pub mod trend;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     binary::{offsets::Offsets, GoBinary},
@@ -25,10 +25,11 @@ use crate::{
 };
 
 /// One verdict: which pattern, where, the numbers behind it, and what to change.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Finding {
     /// Stable id of the pattern: `goroutine-leak`, ...
-    pub pattern: &'static str,
+    #[serde(deserialize_with = "crate::util::static_str")]
+    pub pattern: crate::util::StaticStr,
     /// The code to look at (e.g. the `go` statement of leaking goroutines).
     pub site: Frame,
     /// Supporting stack, innermost first (e.g. where the goroutines are blocked).

@@ -2,13 +2,13 @@
 //! goal and heap sizes from the GC pacer (`runtime.gcController`). Fields and their meaning are
 //! the same from Go 1.19 to 1.27; their offsets come from DWARF or the generated table.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{datasyms::DataSymbol, Field, Runtime};
 use crate::{error::Result, target::Target};
 
 /// The GC state at one moment.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GcSnapshot {
     /// Completed GC cycles since the program started (`memstats.numgc`).
     pub cycles: u32,

@@ -1,6 +1,6 @@
 //! `SetFinalizer` call sites seen by the (opt-in) `set-finalizer` probe.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::capped::Capped;
 use crate::{
@@ -22,7 +22,7 @@ pub struct FinalizerSite {
 }
 
 /// A `SetFinalizer` call site, as reported.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SetFinalizerSite {
     pub site: Frame,
     pub calls: u64,

@@ -1,12 +1,12 @@
 //! GC and goroutine-stack telemetry over the session, one observation per GC cycle seen.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::goruntime::{allgs::Census, gcstats::GcSnapshot};
 
 /// The state after one or more GC cycles (gotrace looks once per tick, so several quick cycles
 /// can share one observation).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GcObservation {
     /// Seconds since attach.
     pub at_s: f64,

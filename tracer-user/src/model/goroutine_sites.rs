@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::capped::Capped;
 use crate::{
@@ -20,7 +20,7 @@ const WINDOW_POINTS: usize = 120;
 const MAX_SITES: usize = 4096;
 
 /// How long the live goroutines of one creation site have been alive.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GoroutineAges {
     /// Goroutines by age: `[<1s, 1-10s, 10s-1m, 1-10m, 10m+]` (since attach at most).
     pub seconds: [u64; 5],

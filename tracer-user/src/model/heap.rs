@@ -5,10 +5,10 @@ use std::collections::HashMap;
 
 use crate::goruntime::heapprof::{HeapProfile, HeapRecord};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How many GC cycles the live sampled objects of one site have survived.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgeHistogram {
     /// Objects by cycles survived: `[0, 1, 2-3, 4-7, 8-15, 16+]`.
     pub cycles: [u64; 6],

@@ -24,7 +24,7 @@ pub use channels::Channels;
 pub use goroutines::Goroutines;
 
 /// Entries of the model's bounded tables (see [`Model::footprint`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Footprint {
     pub heap_sites: usize,
     pub goroutine_sites: usize,

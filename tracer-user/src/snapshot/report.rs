@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracer_common::ProbeKind;
 
 use super::Parts;
@@ -28,7 +28,7 @@ use crate::{
 };
 
 /// Why a session ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StopReason {
     /// Ctrl-C, SIGTERM, or the caller's stop future.
@@ -39,9 +39,10 @@ pub enum StopReason {
     TargetExeced,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Report {
-    pub gotrace_version: &'static str,
+    #[serde(deserialize_with = "crate::util::static_str")]
+    pub gotrace_version: crate::util::StaticStr,
     pub target: TargetInfo,
     pub session: SessionInfo,
     pub counters: Counters,
@@ -55,7 +56,7 @@ pub struct Report {
 }
 
 /// Go's heap profile as of the last GC cycle before the end, scaled like `go tool pprof`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct HeapReport {
     /// What gotrace did to `runtime.MemProfileRate` (null: not found in this binary).
     pub sampler: Option<SamplerState>,
@@ -71,7 +72,7 @@ pub struct HeapReport {
     pub top: Vec<HeapSite>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct HeapSite {
     /// The innermost frame outside package runtime.
     pub site: Frame,
@@ -122,7 +123,7 @@ impl HeapReport {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GcReport {
     /// GC cycles completed while attached, and how many of them were forced.
     pub cycles: u32,
@@ -134,7 +135,7 @@ pub struct GcReport {
     pub per_cycle: Vec<GcObservation>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SessionInfo {
     /// RFC 3339, UTC.
     pub started_at: String,
@@ -152,14 +153,15 @@ pub struct SessionInfo {
     pub looks_cut_short: u64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProbeReport {
-    pub name: &'static str,
+    #[serde(deserialize_with = "crate::util::static_str")]
+    pub name: crate::util::StaticStr,
     pub sites: usize,
     pub hits: u64,
 }
 
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Counters {
     pub goroutines_created: u64,
     pub goroutines_exited: u64,
@@ -171,7 +173,7 @@ pub struct Counters {
     pub events_lost: u64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GoroutineReport {
     /// Stack bytes held by live goroutines at attach and at the end.
     pub stack_in_use_at_start: Option<u64>,
@@ -199,14 +201,14 @@ pub struct GoroutineReport {
     pub tree: Vec<TreeEdge>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TreeEdge {
     pub parent_site: Option<Frame>,
     pub site: Frame,
     pub live: u64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GoSite {
     /// The `go` statement.
     pub site: Frame,
@@ -218,7 +220,7 @@ pub struct GoSite {
     pub exited: u64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LiveSite {
     pub site: Frame,
     pub function: String,
@@ -229,7 +231,7 @@ pub struct LiveSite {
     pub ages: GoroutineAges,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ChannelReport {
     pub address: String,
     pub capacity: u64,

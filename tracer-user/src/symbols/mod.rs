@@ -21,14 +21,14 @@ use std::{
     sync::Arc,
 };
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::binary::{offsets::Offsets, GoBinary, GoVersion};
 use dwarf::{DwarfError, DwarfSymbolizer};
 use pclntab::{func_name_for_print, RawFrame};
 
 /// A resolved code location.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Frame {
     /// As Go's profiles name it (runtime/pprof's `runtime_FrameSymbolName`): the symbol name,
     /// which keeps a generic function's shape arguments (`pkg.F[go.shape.int]`) from Go 1.21

@@ -9,7 +9,7 @@ use procfs::{
     FromRead,
 };
 use rustix::process::{Pid, PidfdFlags};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use memory::ProcessMemory;
 
@@ -32,7 +32,7 @@ pub struct Target {
 }
 
 /// What report.json says about the target.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TargetInfo {
     pub pid: u32,
     pub exe: String,
