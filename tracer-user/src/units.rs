@@ -35,6 +35,12 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok(size.0)
 }
 
+/// A duration as the flags take it back (`10s`, `7days`): `--print-config` shows what is in
+/// force in the form it is written in.
+pub fn serialize_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_duration(*d))
+}
+
 /// `1.5 MiB`, `512 B`.
 pub fn human_bytes(b: u64) -> String {
     ByteSize(b).display().iec().to_string()
@@ -43,6 +49,9 @@ pub fn human_bytes(b: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(serde::Serialize)]
+    struct Shown(#[serde(serialize_with = "serialize_duration")] Duration);
 
     #[test]
     fn sizes_round_trip() {
@@ -59,5 +68,9 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("18446744073709551615s").is_err());
         assert!(parse_duration("soon").is_err());
+        for d in ["10s", "7days", "1h 30m"] {
+            let shown = serde_json::to_value(Shown(parse_duration(d).unwrap())).unwrap();
+            assert_eq!(parse_duration(shown.as_str().unwrap()), parse_duration(d));
+        }
     }
 }
