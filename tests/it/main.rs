@@ -1,5 +1,6 @@
 //! The integration tests: each module traces real Go processes (see `gotrace_tests`).
 
+mod agent_push;
 mod alloc_paths;
 mod attach;
 mod bad_input;

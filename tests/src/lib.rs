@@ -1,5 +1,5 @@
 //! Test kit for gotrace's integration tests: Go toolchains, fixture builds, fixture processes,
-//! background tracing sessions, kernel hygiene checks and the accounting of every child
+//! background tracing sessions, kernel hygiene checks, an HTTP receiver for pushes and the accounting of every child
 //! process a test starts (`children`). The tests live in `tests/it/`.
 
 pub mod bpf;
@@ -7,6 +7,7 @@ pub mod children;
 pub mod fixtures;
 pub mod go;
 pub mod process;
+pub mod receiver;
 pub mod trace;
 
 pub use fixtures::Variant;

@@ -164,10 +164,18 @@ struct Shared {
     wake: Condvar,
 }
 
+/// A profile waiting to be sent.
+struct Queued {
+    /// Tells, once a request is answered, which of its profiles are still queued.
+    seq: u64,
+    /// The sample's ID, the same in every attempt: a server that got a request whose answer
+    /// was lost can tell the retry for what it is.
+    id: String,
+    profile: PushProfile,
+}
+
 struct State {
-    /// Oldest first, each with its sequence number (which tells, once a request is answered,
-    /// which of its profiles are still queued).
-    queue: VecDeque<(u64, PushProfile)>,
+    queue: VecDeque<Queued>,
     bound: usize,
     next_seq: u64,
     stats: PushStats,
@@ -237,7 +245,11 @@ impl Pusher {
         }
         let seq = st.next_seq;
         st.next_seq += 1;
-        st.queue.push_back((seq, profile));
+        st.queue.push_back(Queued {
+            seq,
+            id: uuid::Uuid::new_v4().to_string(),
+            profile,
+        });
         drop(st);
         self.shared.wake.notify_all();
     }
@@ -293,12 +305,13 @@ impl State {
         let mut request = PushRequest::default();
         let mut series_of: HashMap<(&str, &[(String, String)]), usize> = HashMap::new();
         let (mut bytes, mut last) = (0, 0);
-        for (seq, p) in &self.queue {
+        for q in &self.queue {
+            let p = &q.profile;
             if bytes > 0 && bytes + p.pprof_gz.len() > MAX_REQUEST_BYTES {
                 break;
             }
             bytes += p.pprof_gz.len();
-            last = *seq;
+            last = q.seq;
             let i = *series_of
                 .entry((p.name, p.labels.as_slice()))
                 .or_insert_with(|| {
@@ -310,7 +323,7 @@ impl State {
                 });
             request.series[i].samples.push(RawSample {
                 raw_profile: p.pprof_gz.clone(),
-                id: uuid::Uuid::new_v4().to_string(),
+                id: q.id.clone(),
             });
         }
         (request, last)
@@ -320,7 +333,7 @@ impl State {
     /// meanwhile, which were counted as dropped then), returning how many.
     fn settle(&mut self, last: u64) -> u64 {
         let mut n = 0;
-        while self.queue.front().is_some_and(|(seq, _)| *seq <= last) {
+        while self.queue.front().is_some_and(|q| q.seq <= last) {
             self.queue.pop_front();
             n += 1;
         }
