@@ -303,7 +303,7 @@ impl State {
     /// per (name, labels), and the sequence number of the last profile in it.
     fn batch(&self) -> (PushRequest, u64) {
         let mut request = PushRequest::default();
-        let mut series_of: HashMap<(&str, &[(String, String)]), usize> = HashMap::new();
+        let mut series_of: HashMap<SeriesKey<'_>, usize> = HashMap::new();
         let (mut bytes, mut last) = (0, 0);
         for q in &self.queue {
             let p = &q.profile;
@@ -341,6 +341,9 @@ impl State {
     }
 }
 
+/// What tells series apart: the profile's name and the target's labels.
+type SeriesKey<'a> = (&'a str, &'a [(String, String)]);
+
 /// A series' labels: `__name__` first, as Pyroscope's own clients send it, then the target's.
 /// `__delta__="false"` tells Pyroscope the profile's values are what to store as they are:
 /// the agent already turned the allocation counters into deltas.
@@ -369,10 +372,7 @@ fn authorization(config: &PushConfig) -> Result<Option<String>> {
         ))),
         (Some((token, _)), None) => Ok(Some(format!("Bearer {token}"))),
         (None, Some((line, from))) => {
-            if !line
-                .split_once(':')
-                .is_some_and(|(user, _)| !user.is_empty())
-            {
+            if line.split_once(':').is_none_or(|(user, _)| user.is_empty()) {
                 return Err(Error::PushCredentials(format!(
                     "{from} holds no `user:password` line: write one into it"
                 )));
