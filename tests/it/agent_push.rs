@@ -154,6 +154,15 @@ fn wait_stats(
     }
 }
 
+/// The profiles, a receiver whose first answers are `statuses`, and a pusher to it.
+fn scripted(statuses: &[u16]) -> Result<(Profiles, Receiver, Pusher)> {
+    let p = profiles()?;
+    let receiver = Receiver::start()?;
+    receiver.answer(statuses);
+    let pusher = start(&config(&receiver.url()))?;
+    Ok((p, receiver, pusher))
+}
+
 /// A push request as the Connect protocol has it, decoded.
 fn decode(req: &Request) -> Result<PushRequest> {
     ensure!(req.method == "POST", "method {}", req.method);
@@ -193,11 +202,8 @@ fn loaded_sample_types(tc: Toolchain, raw_profile: &[u8], file: &str) -> Result<
 #[test]
 fn push_sends_one_series_per_label_set_that_pprof_loads() -> Result<()> {
     let _children = children::guard();
-    let p = profiles()?;
-    let receiver = Receiver::start()?;
     // The first request is answered 503: the retry then carries everything pushed meanwhile.
-    receiver.answer(&[503]);
-    let pusher = start(&config(&receiver.url()))?;
+    let (p, receiver, pusher) = scripted(&[503])?;
     let a = [
         ("service_name", "heapgrow"),
         ("pid", "41"),
@@ -327,10 +333,7 @@ fn push_receiver_down_keeps_the_newest_within_the_bound() -> Result<()> {
 #[test]
 fn push_retries_5xx_and_429_until_delivered() -> Result<()> {
     let _children = children::guard();
-    let p = profiles()?;
-    let receiver = Receiver::start()?;
-    receiver.answer(&[500, 429]);
-    let pusher = start(&config(&receiver.url()))?;
+    let (p, receiver, pusher) = scripted(&[500, 429])?;
     pusher.push(profile(
         "goroutine",
         &[("service_name", "s")],
@@ -356,10 +359,7 @@ fn push_retries_5xx_and_429_until_delivered() -> Result<()> {
 #[test]
 fn push_drops_what_a_400_refuses_without_retrying() -> Result<()> {
     let _children = children::guard();
-    let p = profiles()?;
-    let receiver = Receiver::start()?;
-    receiver.answer(&[400]);
-    let pusher = start(&config(&receiver.url()))?;
+    let (p, receiver, pusher) = scripted(&[400])?;
     pusher.push(profile("memory", &[("service_name", "s")], &p.heap));
     wait_stats(&pusher, Duration::from_secs(10), |s| s.dropped == 1)?;
     // Longer than the first backoff (at most 1.25 s): a retry would have come.
@@ -493,5 +493,35 @@ fn push_credentials_that_cannot_be_used_are_one_clear_error() -> Result<()> {
         ..config(url)
     })?;
     assert!(both.contains("keep one"), "{both}");
+    Ok(())
+}
+
+#[test]
+fn push_shutdown_sends_what_is_queued_within_its_time() -> Result<()> {
+    let _children = children::guard();
+    let (p, receiver, pusher) = scripted(&[])?;
+    for pid in ["1", "2", "3"] {
+        pusher.push(profile(
+            "memory",
+            &[("service_name", "s"), ("pid", pid)],
+            &p.heap,
+        ));
+    }
+    let stats = pusher.shutdown(Duration::from_secs(10));
+    assert_eq!((stats.sent, stats.dropped, stats.queued), (3, 0, 0));
+    assert!(!receiver.requests().is_empty());
+
+    // Nobody listening: the time given is used, not more, and what is left counts as dropped.
+    let pusher = start(&config(&format!("http://{}", receiver::unused_addr()?)))?;
+    pusher.push(profile("memory", &[("service_name", "s")], &p.heap));
+    let begin = Instant::now();
+    let stats = pusher.shutdown(Duration::from_millis(1500));
+    let took = begin.elapsed();
+    assert!(
+        (Duration::from_millis(1500)..Duration::from_secs(5)).contains(&took),
+        "{took:?}"
+    );
+    assert_eq!((stats.sent, stats.dropped, stats.queued), (0, 1, 0));
+    assert!(stats.failed_attempts >= 1, "{stats:?}");
     Ok(())
 }
