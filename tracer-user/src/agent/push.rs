@@ -65,7 +65,8 @@ const BASIC_AUTH_ENV: &str = "GOTRACE_PUSH_BASIC_AUTH";
 #[command(next_help_heading = "Pushing to Pyroscope")]
 pub struct PushConfig {
     /// Push memory and goroutine profiles to the Pyroscope server at URL (e.g.
-    /// http://pyroscope:4040, or a Grafana Cloud Profiles URL); none: no pushing.
+    /// http://pyroscope:4040, or a Grafana Cloud Profiles URL), through $HTTPS_PROXY or
+    /// $HTTP_PROXY when set; none: no pushing.
     #[arg(id = "push-url", long = "push-url", value_name = "URL", value_parser = parse_url)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
@@ -238,6 +239,7 @@ impl Pusher {
 
     /// Never blocks the caller: a full queue drops the OLDEST profile and counts it.
     pub fn push(&self, profile: PushProfile) {
+        let id = uuid::Uuid::new_v4().to_string();
         let mut st = self.shared.lock();
         if st.queue.len() >= st.bound {
             st.queue.pop_front();
@@ -245,11 +247,7 @@ impl Pusher {
         }
         let seq = st.next_seq;
         st.next_seq += 1;
-        st.queue.push_back(Queued {
-            seq,
-            id: uuid::Uuid::new_v4().to_string(),
-            profile,
-        });
+        st.queue.push_back(Queued { seq, id, profile });
         drop(st);
         self.shared.wake.notify_all();
     }
