@@ -59,6 +59,38 @@ pub enum Command {
     /// leak pattern is found or a threshold is crossed.
     #[command(after_help = CHECK_EXAMPLES)]
     Check(CheckArgs),
+    /// Watch every Go process on this host continuously: heap, allocation and goroutine
+    /// profiles served as Go serves them, Prometheus metrics, pushes to Pyroscope, a local
+    /// history and leak findings, with no probe and no change to the programs.
+    #[command(after_help = AGENT_EXAMPLES, args_override_self = true)]
+    Agent(AgentArgs),
+}
+
+const AGENT_EXAMPLES: &str = "\
+Examples:
+  sudo gotrace agent                                  every Go process; http://127.0.0.1:7070
+  sudo gotrace agent --include 'api-*' --push-url http://pyroscope:4040
+  sudo gotrace agent --config /etc/gotrace/agent.toml --print-config
+  curl -s 127.0.0.1:7070/targets
+  go tool pprof http://127.0.0.1:7070/targets/<ID>/debug/pprof/heap
+
+Settings come from /etc/gotrace/agent.toml when it exists (or --config FILE): its keys are the
+long flags below (`interval = \"30s\"`; a section prefixes its keys: `[push] url = ...` is
+--push-url); flags on the command line override it, and lists add up. The file must belong to
+root and be writable by no one else. Credentials for Pyroscope come from files or the
+environment, never from a flag. SIGTERM or Ctrl-C stops the agent: every target's heap sampler
+is restored and a last snapshot of each goes to the history.";
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// The settings file (TOML); default /etc/gotrace/agent.toml when it exists.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the settings in force (file and flags together) as TOML, then exit.
+    #[arg(long)]
+    pub print_config: bool,
+    #[command(flatten)]
+    pub settings: gotrace::agent::AgentConfig,
 }
 
 const CHECK_EXAMPLES: &str = "\
@@ -298,6 +330,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Inspect(args) => inspect(args),
         Command::Record(args) => record(args),
         Command::Check(args) => check(args),
+        Command::Agent(args) => agent(args),
         Command::Dump(args) => {
             let dump = gotrace::dump::take(args.pid, args.system)?;
             // Streamed: a million goroutines make half a gigabyte of JSON.
@@ -312,6 +345,67 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn agent(args: AgentArgs) -> Result<ExitCode> {
+    if args.print_config {
+        print!("{}", args.settings.to_toml());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(gotrace::agent::run(args.settings, stop_signal()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The command line with the agent's settings file spliced in before the flags given, so
+/// that those override it (the agent's arguments override themselves). The file is read
+/// only for `agent`; a problem with it is an error before anything starts.
+pub fn args_with_config() -> Result<Vec<std::ffi::OsString>> {
+    use clap::CommandFactory;
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let Some(at) = args
+        .iter()
+        .skip(1)
+        .position(|a| a == "agent")
+        .map(|i| i + 1)
+    else {
+        return Ok(args);
+    };
+    // Only when `agent` is the subcommand: everything before it is a global flag.
+    if args[1..at]
+        .iter()
+        .any(|a| !a.to_string_lossy().starts_with('-'))
+    {
+        return Ok(args);
+    }
+    let mut explicit = None;
+    let mut rest = args[at + 1..].iter();
+    while let Some(a) = rest.next() {
+        let a = a.to_string_lossy();
+        if a == "--" {
+            break;
+        }
+        if let Some(v) = a.strip_prefix("--config=") {
+            explicit = Some(PathBuf::from(v));
+        } else if a == "--config" {
+            explicit = rest.next().map(PathBuf::from);
+        }
+    }
+    let cmd = Cli::command();
+    let known: Vec<String> = cmd
+        .find_subcommand("agent")
+        .map(|c| {
+            c.get_arguments()
+                .filter_map(|a| a.get_long().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(extra) = gotrace::agent::config::file_args(explicit.as_deref(), &known)? {
+        args.splice(at + 1..at + 1, extra);
+    }
+    Ok(args)
 }
 
 fn inspect(args: InspectArgs) -> Result<ExitCode> {

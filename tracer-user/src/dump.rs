@@ -310,63 +310,72 @@ impl Dump {
             self.goroutines.len(),
             self.groups.len()
         );
-        let frames = |out: &mut String, frames: &[DumpFrame], created: &Option<CreatedBy>| {
-            if frames.is_empty() {
-                out.push_str("\t(stack unavailable: running on another thread)\n");
-            }
-            for f in frames {
-                let _ = writeln!(out, "{}(...)", f.function);
-                match f.offset {
-                    Some(o) => {
-                        let _ = writeln!(out, "\t{}:{} +{o:#x}", f.file, f.line);
-                    }
-                    None => {
-                        let _ = writeln!(out, "\t{}:{}", f.file, f.line);
-                    }
-                }
-            }
-            if let Some(c) = created {
-                let parent = c
-                    .parent_goid
-                    .map(|p| format!(" in goroutine {p}"))
-                    .unwrap_or_default();
-                let _ = writeln!(
-                    out,
-                    "created by {}{parent}\n\t{}:{} +{:#x}",
-                    c.site.function, c.site.file, c.site.line, c.site.offset
-                );
-            }
-            out.push('\n');
-        };
         if every {
-            for g in &self.goroutines {
-                let _ = writeln!(
-                    out,
-                    "goroutine {} [{}{}]:",
-                    g.goid,
-                    g.state,
-                    wait_text(g.waiting_s)
-                );
-                frames(&mut out, &g.frames, &g.created_by);
-            }
-        } else {
-            for grp in &self.groups {
-                let ids: Vec<String> = grp.goids.iter().take(8).map(u64::to_string).collect();
-                let _ = writeln!(
-                    out,
-                    "{} goroutine{} [{}{}]: {}{}",
-                    grp.count,
-                    if grp.count == 1 { "" } else { "s" },
-                    grp.state,
-                    wait_text(grp.max_waiting_s),
-                    ids.join(", "),
-                    if grp.count > 8 { ", ..." } else { "" }
-                );
-                frames(&mut out, &grp.frames, &grp.created_by);
-            }
+            out.push_str(&self.render_goroutines());
+            return out;
+        }
+        for grp in &self.groups {
+            let ids: Vec<String> = grp.goids.iter().take(8).map(u64::to_string).collect();
+            let _ = writeln!(
+                out,
+                "{} goroutine{} [{}{}]: {}{}",
+                grp.count,
+                if grp.count == 1 { "" } else { "s" },
+                grp.state,
+                wait_text(grp.max_waiting_s),
+                ids.join(", "),
+                if grp.count > 8 { ", ..." } else { "" }
+            );
+            write_frames(&mut out, &grp.frames, &grp.created_by);
         }
         out
     }
+
+    /// Every goroutine, one traceback each, as Go's `/debug/pprof/goroutine?debug=2` writes
+    /// them (without the arguments, which gotrace does not read).
+    pub fn render_goroutines(&self) -> String {
+        let mut out = String::new();
+        for g in &self.goroutines {
+            let _ = writeln!(
+                out,
+                "goroutine {} [{}{}]:",
+                g.goid,
+                g.state,
+                wait_text(g.waiting_s)
+            );
+            write_frames(&mut out, &g.frames, &g.created_by);
+        }
+        out
+    }
+}
+
+fn write_frames(out: &mut String, frames: &[DumpFrame], created: &Option<CreatedBy>) {
+    if frames.is_empty() {
+        out.push_str("\t(stack unavailable: running on another thread)\n");
+    }
+    for f in frames {
+        let _ = writeln!(out, "{}(...)", f.function);
+        match f.offset {
+            Some(o) => {
+                let _ = writeln!(out, "\t{}:{} +{o:#x}", f.file, f.line);
+            }
+            None => {
+                let _ = writeln!(out, "\t{}:{}", f.file, f.line);
+            }
+        }
+    }
+    if let Some(c) = created {
+        let parent = c
+            .parent_goid
+            .map(|p| format!(" in goroutine {p}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "created by {}{parent}\n\t{}:{} +{:#x}",
+            c.site.function, c.site.file, c.site.line, c.site.offset
+        );
+    }
+    out.push('\n');
 }
 
 /// ", 3 minutes" like Go (from one minute on), seconds below that.

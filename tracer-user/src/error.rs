@@ -108,6 +108,9 @@ pub enum Error {
     #[error("cannot export the profile: {0}")]
     Export(String),
 
+    #[error("agent configuration: {0}")]
+    Config(String),
+
     #[error("{0}")]
     Other(String),
 }

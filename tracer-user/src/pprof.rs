@@ -22,7 +22,7 @@ use prost::Message;
 use crate::{
     binary::GoBinary,
     error::{Error, Result},
-    goruntime::heapprof::HeapProfile,
+    goruntime::heapprof::{HeapProfile, HeapRecord},
     model::heap,
     symbols::Frame,
 };
@@ -444,6 +444,17 @@ fn saturating_i64(v: u64) -> i64 {
 /// size as a `bytes` label, allocator frames hidden. `inuse_space` is the default, which is
 /// also what pprof picks for Go's own heap profiles (the last sample type).
 pub fn heap_profile(heap: &HeapProfile, exe: &Executable<'_>) -> Result<proto::Profile> {
+    heap_profile_with(heap, exe, |r| r.allocs)
+}
+
+/// The heap profile with each record's sampled allocations given by `allocs` (the in-use
+/// values stay absolute): godeltaprof's delta profile when that is the allocations since the
+/// last one.
+pub fn heap_profile_with(
+    heap: &HeapProfile,
+    exe: &Executable<'_>,
+    mut allocs: impl FnMut(&HeapRecord) -> u64,
+) -> Result<proto::Profile> {
     let mut b = ProfileBuilder::new(exe, &HEAP_SAMPLE_TYPES);
     b.period(
         ValueType::new("space", "bytes"),
@@ -452,13 +463,14 @@ pub fn heap_profile(heap: &HeapProfile, exe: &Executable<'_>) -> Result<proto::P
     .time(heap.time, heap.duration)
     .default_sample_type("inuse_space")?;
     for s in heap::scaled(heap) {
-        let values = [
-            s.alloc_objects,
-            s.alloc_bytes,
-            s.inuse_objects,
-            s.inuse_bytes,
-        ]
-        .map(saturating_i64);
+        let (alloc_objects, alloc_bytes) = match allocs(s.record) {
+            n if n == s.record.allocs => (s.alloc_objects, s.alloc_bytes),
+            // A site with nothing new and nothing in use adds nothing to a delta.
+            0 if s.inuse_objects == 0 => continue,
+            n => heap::scale(n, s.record.object_size, heap.sample_rate),
+        };
+        let values =
+            [alloc_objects, alloc_bytes, s.inuse_objects, s.inuse_bytes].map(saturating_i64);
         let label = NumLabel {
             key: "bytes",
             value: saturating_i64(s.record.object_size),

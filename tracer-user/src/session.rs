@@ -154,6 +154,11 @@ impl Session {
         &self.findings
     }
 
+    /// The program's goroutines as `runtime.NumGoroutine` counts them, at the latest look.
+    pub fn live_goroutines(&self) -> Option<i64> {
+        self.parts(None).live_goroutines()
+    }
+
     pub fn elapsed(&self) -> Duration {
         self.clock.started.elapsed()
     }
@@ -185,6 +190,56 @@ impl Session {
     /// flamegraph).
     pub fn heap_snapshot(&self) -> Result<Snapshot> {
         Snapshot::take(&self.parts(None), None)
+    }
+
+    /// The heap profile with the allocations since `baseline` was last advanced (in-use values
+    /// absolute), as godeltaprof serves it; `None` before a GC cycle published a profile.
+    pub fn delta_heap_profile(
+        &self,
+        baseline: &mut crate::model::heap::AllocBaseline,
+    ) -> Result<Option<crate::pprof::proto::Profile>> {
+        let Some(heap) = &self.model.heap else {
+            return Ok(None);
+        };
+        let delta = baseline.advance(heap);
+        let att = &self.attachment;
+        let symbolize = |pc: u64| att.symbols.frames(pc);
+        let exe = crate::pprof::Executable {
+            symbolize: &symbolize,
+            load_bias: att.target.load_bias,
+            mapping: crate::pprof::Mapping::main_executable(
+                &att.target.binary,
+                att.target.load_bias,
+            ),
+        };
+        crate::pprof::heap_profile_with(heap, &exe, |r| delta.get(&r.bucket).copied().unwrap_or(0))
+            .map(Some)
+    }
+
+    /// Every user goroutine with its state, wait and stack, as `gotrace dump` gives them.
+    pub fn dump(&self) -> Result<crate::dump::Dump> {
+        let att = &self.attachment;
+        let (gs, tracebacks) = self.observer.all_goroutines(att).ok_or_else(|| {
+            Error::Other(format!(
+                "process {}: its goroutine list cannot be read",
+                att.target.pid
+            ))
+        })?;
+        crate::dump::build(&att.target, gs, tracebacks, &att.symbols, false)
+    }
+
+    /// One pass of the pipeline driven by the caller (the agent's own schedule, no probes):
+    /// `Some` when the target is gone (exited, or exec'd another program) and nothing was read.
+    pub fn step(&mut self) -> Result<Option<StopReason>> {
+        let target = &self.attachment.target;
+        if !target.is_alive() {
+            return Ok(Some(StopReason::TargetExited));
+        }
+        if execed(target, &target.exit_fd()?) {
+            return Ok(Some(StopReason::TargetExeced));
+        }
+        self.tick(Budget::Spaced, None);
+        Ok(None)
     }
 
     fn parts(&self, reason: Option<StopReason>) -> Parts<'_> {

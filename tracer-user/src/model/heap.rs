@@ -157,3 +157,30 @@ mod tests {
         assert_eq!(scale(0, 100, 512), (0, 0));
     }
 }
+
+/// The sampled allocations each heap-profile bucket had at the previous delta profile: what
+/// godeltaprof subtracts so that each profile holds only the allocations since the last one.
+/// Holds the buckets of the latest profile only (Go never frees a bucket, so a bucket's address
+/// names one stack and size for the program's life).
+#[derive(Debug, Default)]
+pub struct AllocBaseline {
+    seen: HashMap<u64, u64>,
+}
+
+impl AllocBaseline {
+    /// Sampled allocations of `profile`'s records since the previous call, by bucket; the
+    /// baseline becomes `profile`.
+    pub fn advance(&mut self, profile: &HeapProfile) -> HashMap<u64, u64> {
+        let now: HashMap<u64, u64> = profile
+            .records
+            .iter()
+            .map(|r| (r.bucket, r.allocs))
+            .collect();
+        let delta = now
+            .iter()
+            .map(|(b, n)| (*b, n.saturating_sub(self.seen.get(b).copied().unwrap_or(0))))
+            .collect();
+        self.seen = now;
+        delta
+    }
+}

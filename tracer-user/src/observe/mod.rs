@@ -124,6 +124,13 @@ impl Observer {
         ))
     }
 
+    /// Every goroutine as the runtime lists them now, and the unwinder of their stacks (for a
+    /// goroutine dump of a running session).
+    pub(crate) fn all_goroutines(&self, att: &Attachment) -> Option<(Vec<GSnapshot>, &Tracebacks)> {
+        let gs = self.readers.allgs.as_ref()?.snapshot(&att.target).ok()?;
+        Some((gs, &self.tracebacks))
+    }
+
     pub fn goids_created(&self, att: &Attachment) -> Option<u64> {
         self.readers
             .goids
