@@ -525,3 +525,99 @@ fn push_shutdown_sends_what_is_queued_within_its_time() -> Result<()> {
     assert!(stats.failed_attempts >= 1, "{stats:?}");
     Ok(())
 }
+
+/// `gotrace agent --push-url` end to end: the agent, alone with a fixture in a PID namespace
+/// of their own (so that it watches no other Go process of this host), pushes that target's
+/// memory and goroutine profiles each interval, and flushes at SIGTERM.
+#[test]
+fn agent_pushes_each_targets_profiles_to_pyroscope() -> Result<()> {
+    let _children = children::guard();
+    let toolchain = Toolchain::find(go::NEWEST)?;
+    let exe = fixtures::build("heapgrow", toolchain, Variant::Default)?;
+    let receiver = Receiver::start()?;
+    let mut agent = children::spawn(
+        std::process::Command::new("unshare")
+            .args(["--pid", "--fork", "--mount-proc", "sh", "-c"])
+            .arg(r#"fixture="$1"; shift; "$fixture" -mode steady >/dev/null & exec "$@""#)
+            .arg("sh")
+            .arg(&exe)
+            .arg(gotrace_tests::gotrace_bin())
+            .args(["agent", "--listen", "127.0.0.1:0", "--no-history"])
+            .args([
+                "--interval",
+                "2s",
+                "--look-interval",
+                "1s",
+                "--cpu-budget",
+                "100",
+            ])
+            .args(["--push-url", &receiver.url()])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped()),
+    )?;
+    // Two intervals' worth: the first memory profile and a later one, whose allocations are
+    // those since the first.
+    let end = Instant::now() + Duration::from_secs(60);
+    let mut memory = Vec::new();
+    let mut goroutine = Vec::new();
+    while memory.len() < 2 || goroutine.is_empty() {
+        if Instant::now() > end {
+            let _ = agent.kill();
+            bail!(
+                "within 60 s the agent pushed {} memory and {} goroutine profiles",
+                memory.len(),
+                goroutine.len()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        (memory, goroutine) = (Vec::new(), Vec::new());
+        for r in receiver.requests() {
+            for series in decode(&r)?.series {
+                let into = match label(&series, "__name__") {
+                    Some("memory") => &mut memory,
+                    Some("goroutine") => &mut goroutine,
+                    other => bail!("a series named {other:?}"),
+                };
+                for s in &series.samples {
+                    into.push((series.labels.clone(), s.raw_profile.clone()));
+                }
+            }
+        }
+    }
+    for (labels, raw) in memory.iter().chain(&goroutine) {
+        let names: BTreeSet<&str> = labels.iter().map(|l| l.name.as_str()).collect();
+        for name in ["service_name", "exe", "pid", "go_version", "host"] {
+            ensure!(names.contains(name), "no {name} label in {labels:?}");
+        }
+        let exe_label = labels.iter().find(|l| l.name == "exe").unwrap();
+        ensure!(exe_label.value.ends_with("heapgrow"), "{labels:?}");
+        let types = loaded_sample_types(toolchain, raw, "agent.pb.gz")?;
+        let expected: &[&str] = match labels[0].value.as_str() {
+            "memory" => &MEMORY_TYPES,
+            _ => &["goroutine/count"],
+        };
+        assert_eq!(types, expected, "{labels:?}");
+    }
+
+    // SIGTERM to the agent (the namespace's first process, the child of unshare).
+    let children_file = format!("/proc/{0}/task/{0}/children", agent.id());
+    let agent_pid: i32 = std::fs::read_to_string(&children_file)?
+        .split_whitespace()
+        .next()
+        .context("unshare has no child")?
+        .parse()?;
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(agent_pid).context("pid")?,
+        rustix::process::Signal::TERM,
+    )?;
+    let out = agent.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.success(),
+        "the agent ended {}: {stderr}",
+        out.status
+    );
+    ensure!(!stderr.contains("could not be sent"), "{stderr}");
+    Ok(())
+}
