@@ -78,6 +78,8 @@ fn compile_protos(root: &std::path::Path) {
     let fds = protox::compile(files, [&dir])
         .unwrap_or_else(|e| panic!("parsing {files:?} in {}: {e}", dir.display()));
     prost_build::Config::new()
+        // The pusher's queued profiles go into each attempt's request shared, not copied.
+        .bytes([".push.v1.RawSample.raw_profile"])
         .compile_fds(fds)
         .unwrap_or_else(|e| panic!("generating Rust code for {files:?}: {e}"));
 }

@@ -172,7 +172,11 @@ struct Queued {
     /// The sample's ID, the same in every attempt: a server that got a request whose answer
     /// was lost can tell the retry for what it is.
     id: String,
-    profile: PushProfile,
+    name: &'static str,
+    labels: Vec<(String, String)>,
+    /// Shared with the requests that carry it: building one under the lock copies nothing,
+    /// so that `push` never waits for more than a moment.
+    pprof_gz: bytes::Bytes,
 }
 
 struct State {
@@ -247,7 +251,13 @@ impl Pusher {
         }
         let seq = st.next_seq;
         st.next_seq += 1;
-        st.queue.push_back(Queued { seq, id, profile });
+        st.queue.push_back(Queued {
+            seq,
+            id,
+            name: profile.name,
+            labels: profile.labels,
+            pprof_gz: profile.pprof_gz.into(),
+        });
         drop(st);
         self.shared.wake.notify_all();
     }
@@ -304,23 +314,22 @@ impl State {
         let mut series_of: HashMap<SeriesKey<'_>, usize> = HashMap::new();
         let (mut bytes, mut last) = (0, 0);
         for q in &self.queue {
-            let p = &q.profile;
-            if bytes > 0 && bytes + p.pprof_gz.len() > MAX_REQUEST_BYTES {
+            if bytes > 0 && bytes + q.pprof_gz.len() > MAX_REQUEST_BYTES {
                 break;
             }
-            bytes += p.pprof_gz.len();
+            bytes += q.pprof_gz.len();
             last = q.seq;
             let i = *series_of
-                .entry((p.name, p.labels.as_slice()))
+                .entry((q.name, q.labels.as_slice()))
                 .or_insert_with(|| {
                     request.series.push(RawProfileSeries {
-                        labels: labels(p),
+                        labels: labels(q),
                         samples: Vec::new(),
                     });
                     request.series.len() - 1
                 });
             request.series[i].samples.push(RawSample {
-                raw_profile: p.pprof_gz.clone(),
+                raw_profile: q.pprof_gz.clone(),
                 id: q.id.clone(),
             });
         }
@@ -345,7 +354,7 @@ type SeriesKey<'a> = (&'a str, &'a [(String, String)]);
 /// A series' labels: `__name__` first, as Pyroscope's own clients send it, then the target's.
 /// `__delta__="false"` tells Pyroscope the profile's values are what to store as they are:
 /// the agent already turned the allocation counters into deltas.
-fn labels(p: &PushProfile) -> Vec<LabelPair> {
+fn labels(p: &Queued) -> Vec<LabelPair> {
     let pair = |name: &str, value: &str| LabelPair {
         name: name.to_string(),
         value: value.to_string(),
@@ -386,7 +395,10 @@ fn authorization(config: &PushConfig) -> Result<Option<String>> {
 /// environment variable if set. Either must hold one non-empty line of printable text.
 fn credential(file: Option<&Path>, var: &str, what: &str) -> Result<Option<(String, String)>> {
     let (text, from) = match file {
-        Some(path) => (read_credentials_file(path)?, path.display().to_string()),
+        Some(path) => (
+            read_credentials_file(path, what)?,
+            path.display().to_string(),
+        ),
         None => match std::env::var(var) {
             Ok(v) => (v, format!("${var}")),
             Err(std::env::VarError::NotPresent) => return Ok(None),
@@ -416,9 +428,12 @@ fn credential(file: Option<&Path>, var: &str, what: &str) -> Result<Option<(Stri
 /// Reads a credentials file, a regular file of a line. A symlink is followed: Kubernetes
 /// mounts secrets as symlinks, and reading one discloses nothing to its author. The file is
 /// opened non-blocking so that a FIFO in its place cannot hang the agent at start.
-fn read_credentials_file(path: &Path) -> Result<String> {
+fn read_credentials_file(path: &Path, what: &str) -> Result<String> {
     let fail = |problem: String| {
-        Error::PushCredentials(format!("cannot read {}: {problem}", path.display()))
+        Error::PushCredentials(format!(
+            "cannot read {}: {problem} (give a file holding {what})",
+            path.display()
+        ))
     };
     let file = File::options()
         .read(true)
