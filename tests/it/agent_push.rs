@@ -621,3 +621,63 @@ fn agent_pushes_each_targets_profiles_to_pyroscope() -> Result<()> {
     ensure!(!stderr.contains("could not be sent"), "{stderr}");
     Ok(())
 }
+
+/// Every warning logged in this test process, by message. The logger is the process's
+/// (one may be set only once); tests tell their own lines apart by the URL in them.
+fn warnings() -> &'static Mutex<Vec<String>> {
+    struct Catch(Mutex<Vec<String>>);
+    impl log::Log for Catch {
+        fn enabled(&self, m: &log::Metadata) -> bool {
+            m.level() <= log::Level::Warn
+        }
+        fn log(&self, r: &log::Record) {
+            if self.enabled(r.metadata()) {
+                let mut lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
+                lines.push(r.args().to_string());
+            }
+        }
+        fn flush(&self) {}
+    }
+    static CATCH: std::sync::OnceLock<&'static Catch> = std::sync::OnceLock::new();
+    let catch = CATCH.get_or_init(|| {
+        let catch: &'static Catch = Box::leak(Box::new(Catch(Mutex::new(Vec::new()))));
+        log::set_logger(catch).expect("no other logger in the test process");
+        log::set_max_level(log::LevelFilter::Warn);
+        catch
+    });
+    &catch.0
+}
+
+#[test]
+fn push_logs_once_when_the_server_goes_down_and_once_when_it_is_back() -> Result<()> {
+    let _children = children::guard();
+    let lines = warnings();
+    let p = profiles()?;
+    let addr = receiver::unused_addr()?;
+    let url = format!("http://{addr}");
+    let ours = || {
+        let lines = lines.lock().unwrap_or_else(|e| e.into_inner());
+        lines
+            .iter()
+            .filter(|l| l.contains(&url))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let pusher = start(&config(&url))?;
+    pusher.push(profile("memory", &[("service_name", "s")], &p.heap));
+    // First failure, then a retry after ~1 s and another after ~2 s more.
+    wait_stats(&pusher, Duration::from_secs(10), |s| s.failed_attempts >= 3)?;
+    let down = ours();
+    assert_eq!(down.len(), 1, "{down:?}");
+    assert!(down[0].contains("failed"), "{down:?}");
+    let receiver = Receiver::start_on(addr)?;
+    wait_stats(&pusher, Duration::from_secs(20), |s| s.sent == 1)?;
+    pusher.push(profile("memory", &[("service_name", "s")], &p.heap));
+    wait_stats(&pusher, Duration::from_secs(10), |s| s.sent == 2)?;
+    let all = ours();
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert!(all[1].contains("works again"), "{all:?}");
+    pusher.shutdown(Duration::from_secs(1));
+    drop(receiver);
+    Ok(())
+}
