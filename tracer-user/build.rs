@@ -68,16 +68,20 @@ fn main() {
     println!("cargo:rustc-env=GOTRACE_EBPF_OBJECT={}", out.display());
 }
 
-/// Generates the Rust types of `proto/*.proto` (the pprof profile format) into `OUT_DIR`.
+/// Generates the Rust types of the schemas in `proto/` into `OUT_DIR`, one file per package:
+/// the pprof profile format, and Pyroscope's push API (with the label type it imports).
 /// protox parses the schema in Rust, so no system `protoc` is needed.
 fn compile_protos(root: &std::path::Path) {
     let dir = root.join("proto");
     println!("cargo:rerun-if-changed={}", dir.display());
-    let fds = protox::compile(["profile.proto"], [&dir])
-        .unwrap_or_else(|e| panic!("parsing {}: {e}", dir.join("profile.proto").display()));
+    let files = ["profile.proto", "push/v1/push.proto"];
+    let fds = protox::compile(files, [&dir])
+        .unwrap_or_else(|e| panic!("parsing {files:?} in {}: {e}", dir.display()));
     prost_build::Config::new()
+        // The pusher's queued profiles go into each attempt's request shared, not copied.
+        .bytes([".push.v1.RawSample.raw_profile"])
         .compile_fds(fds)
-        .unwrap_or_else(|e| panic!("generating Rust code for profile.proto: {e}"));
+        .unwrap_or_else(|e| panic!("generating Rust code for {files:?}: {e}"));
 }
 
 struct Toolchain {

@@ -578,7 +578,7 @@ fn agent_history_survives_sigkill_and_takes_pressure_snapshots() -> Result<()> {
         .context("the target's id")?
         .to_string();
     wait_for_snapshots(&id, 3)?;
-    agent.kill()?;
+    agent.kill();
     let before = listed(&state, &id)?;
     let agent = gotrace_tests::agent::Agent::start(&args)?;
     agent.wait_for(proc.pid(), Duration::from_secs(15))?;

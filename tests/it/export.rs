@@ -124,7 +124,7 @@ fn open(path: &Path) -> Result<std::sync::Arc<GoBinary>> {
 }
 
 /// `go tool pprof <args> <file>` of the toolchain that built the binary.
-fn pprof(tc: Toolchain, args: &[&str], file: &Path) -> Result<String> {
+pub(crate) fn pprof(tc: Toolchain, args: &[&str], file: &Path) -> Result<String> {
     let out = children::output(tc.command().args(["tool", "pprof"]).args(args).arg(file))
         .context("running go tool pprof")?;
     ensure!(
@@ -233,14 +233,14 @@ type ResolvedSample = (Vec<i64>, Vec<(u64, Frames)>);
 
 /// `go tool pprof -raw`, parsed: the sample type names, the samples (values, location ids)
 /// and, per location id, its address and frames (function, file:line), leaf first.
-struct Raw {
+pub(crate) struct Raw {
     header: Vec<String>,
-    sample_types: Vec<String>,
+    pub(crate) sample_types: Vec<String>,
     samples: Vec<(Vec<i64>, Vec<u64>)>,
     locations: BTreeMap<u64, (u64, Frames)>,
 }
 
-fn parse_raw(text: &str) -> Result<Raw> {
+pub(crate) fn parse_raw(text: &str) -> Result<Raw> {
     let mut raw = Raw {
         header: Vec::new(),
         sample_types: Vec::new(),

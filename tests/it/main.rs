@@ -3,6 +3,7 @@
 mod agent;
 mod agent_discovery;
 mod agent_history;
+mod agent_push;
 mod alloc_paths;
 mod attach;
 mod bad_input;

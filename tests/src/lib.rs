@@ -1,5 +1,5 @@
 //! Test kit for gotrace's integration tests: Go toolchains, fixture builds, fixture processes,
-//! background tracing sessions, kernel hygiene checks and the accounting of every child
+//! background tracing sessions, kernel hygiene checks, an HTTP receiver for pushes and the accounting of every child
 //! process a test starts (`children`). The tests live in `tests/it/`.
 
 pub mod agent;
@@ -8,6 +8,7 @@ pub mod children;
 pub mod fixtures;
 pub mod go;
 pub mod process;
+pub mod receiver;
 pub mod trace;
 
 pub use fixtures::Variant;
@@ -23,12 +24,23 @@ pub fn gotrace_bin() -> std::path::PathBuf {
     let bin = fixtures::workspace_root().join("target/debug/gotrace");
     static BUILD: std::sync::Once = std::sync::Once::new();
     BUILD.call_once(|| {
-        let status = children::status(
-            std::process::Command::new(env!("CARGO"))
-                .args(["build", "-q", "-p", "gotrace", "--bin", "gotrace"])
-                .current_dir(fixtures::workspace_root()),
-        )
-        .expect("running cargo build");
+        let mut cargo = std::process::Command::new(env!("CARGO"));
+        cargo
+            .args(["build", "-q", "-p", "gotrace", "--bin", "gotrace"])
+            .current_dir(fixtures::workspace_root());
+        // What cargo set for this test binary is no setting of the build: left in, it makes
+        // the build scripts that watch these names (ring's does) dirty, and every build from
+        // here and from the shell then rebuilds gotrace.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_MANIFEST_")
+                || ["CARGO_CRATE_NAME", "CARGO_PRIMARY_PACKAGE", "OUT_DIR"].contains(&&*name)
+            {
+                cargo.env_remove(&*name);
+            }
+        }
+        let status = children::status(&mut cargo).expect("running cargo build");
         assert!(status.success(), "building gotrace failed");
     });
     bin

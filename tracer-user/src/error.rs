@@ -100,6 +100,11 @@ pub enum Error {
     )]
     NotAFile { path: PathBuf, kind: &'static str },
 
+    /// A credential for pushing to Pyroscope that cannot be used; the text names its file or
+    /// environment variable.
+    #[error("push credentials: {0}")]
+    PushCredentials(String),
+
     #[error("cannot export the profile: {0}")]
     Export(String),
 

@@ -107,6 +107,9 @@ pub fn serialize_opt_size<S: serde::Serializer>(b: &Option<u64>, s: S) -> Result
 mod tests {
     use super::*;
 
+    #[derive(serde::Serialize)]
+    struct Shown(#[serde(serialize_with = "serialize_duration")] Duration);
+
     #[test]
     fn sizes_round_trip() {
         assert_eq!(parse_size("524288"), Ok(524288));
@@ -129,6 +132,10 @@ mod tests {
         }
         for b in ["1GiB", "512KiB", "1000", "3MiB"] {
             assert_eq!(size_string(parse_size(b).unwrap()), b);
+        }
+        for d in ["10s", "7days", "1h 30m"] {
+            let shown = serde_json::to_value(Shown(parse_duration(d).unwrap())).unwrap();
+            assert_eq!(parse_duration(shown.as_str().unwrap()), parse_duration(d));
         }
     }
 }

@@ -451,10 +451,13 @@ impl Scheduler {
         }
     }
 
-    /// A target gone (or the agent stopping): its last snapshot, from what was read before,
-    /// goes to the history; dropping the session then restores its sampler.
+    /// A target gone (or the agent stopping): its last snapshot goes to the history — a full
+    /// one while it still runs, else what was read before it went; dropping the session then
+    /// restores its sampler.
     fn drop_target(&mut self, w: &mut Watched, reason: StopReason) {
-        if let Ok(snapshot) = w.session.heap_snapshot() {
+        if reason == StopReason::Stopped && w.session.target().is_alive() {
+            self.record(w, Kind::Interval);
+        } else if let Ok(snapshot) = w.session.heap_snapshot() {
             self.keep(w, &snapshot, Kind::Interval);
         }
         if reason != StopReason::Stopped {
@@ -479,11 +482,7 @@ impl Scheduler {
     fn stop(mut self) {
         let targets = std::mem::take(&mut *lock(&self.shared.targets));
         for (_, t) in targets {
-            let mut w = lock(&t);
-            if w.session.target().is_alive() {
-                self.record(&mut w, Kind::Interval);
-            }
-            self.drop_target(&mut w, StopReason::Stopped);
+            self.drop_target(&mut lock(&t), StopReason::Stopped);
         }
         // Every session is dropped by now (the map held the last reference): samplers restored.
         if let Some(p) = self.pusher.take() {
