@@ -26,7 +26,7 @@ pub struct AgentArgs {
     #[arg(long, default_value_t = 200)]
     small: usize,
     /// Alternations of the throughput part (each: a window without the agent, one with).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     rounds: usize,
     /// Length of each throughput window.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]

@@ -122,12 +122,25 @@ pub(crate) fn render(shared: &Shared) -> String {
         }
     }
 
+    // How late the most overdue snapshot is: above zero, --cpu-budget is too small for this
+    // many targets at this --interval.
+    let now = std::time::Instant::now();
+    let behind = targets
+        .iter()
+        .map(|t| now.saturating_duration_since(lock(t).next_record))
+        .max()
+        .unwrap_or_default();
     let stats = shared.stats();
     let mut agent = |name: &str, help: &str, value: f64| {
         let g = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         g.get_or_create(&Vec::new()).set(value);
         reg.register(name, help, g);
     };
+    agent(
+        "agent_snapshots_behind_seconds",
+        "How late the most overdue snapshot is (above 0: the CPU budget is short for the targets)",
+        behind.as_secs_f64(),
+    );
     agent(
         "agent_targets",
         "Go processes the agent watches now",
@@ -154,6 +167,12 @@ pub(crate) fn render(shared: &Shared) -> String {
         "agent_read_cpu_seconds",
         "CPU time the agent spent reading targets",
         stats.look_cpu.as_secs_f64(),
+    );
+    counter(
+        &mut reg,
+        "agent_snapshot_cpu_seconds",
+        "CPU time the agent spent taking, writing and pushing snapshots",
+        stats.snapshot_cpu.as_secs_f64(),
     );
     counter(
         &mut reg,

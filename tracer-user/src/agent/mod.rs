@@ -37,8 +37,12 @@ use history::{History, Kind};
 use pressure::PressureWatch;
 use push::{PushProfile, PushStats, Pusher};
 
-/// How often each target's memory use is compared with its limits.
+/// How often each target's memory use is compared with its limits, up to this many targets;
+/// beyond, the checks are spread out so that they stay at this many a second.
 const PRESSURE_CHECK: Duration = Duration::from_secs(1);
+const PRESSURE_CHECKS_PER_SECOND: u32 = 20;
+/// How much unspent CPU budget may be saved up for a burst (seconds of wall time's worth).
+const BURST: f64 = 30.0;
 /// How long the pusher may take to send what is queued when the agent stops.
 const PUSH_FLUSH: Duration = Duration::from_secs(5);
 
@@ -83,6 +87,7 @@ impl Watched {
 pub(crate) struct AgentStats {
     pub looks: u64,
     pub look_cpu: Duration,
+    pub snapshot_cpu: Duration,
     pub read_errors: u64,
     pub attach_errors: u64,
     pub targets_exited: u64,
@@ -153,6 +158,7 @@ pub async fn run(config: AgentConfig, stop: impl Future<Output = ()>) -> Result<
     log::info!("agent listening on http://{local}");
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let scheduler = Scheduler {
+        credit: Credit::new(shared.config.cpu_budget / 100.0),
         discovery: Discovery::new(shared.config.selection.clone()),
         shared: shared.clone(),
         history,
@@ -184,7 +190,46 @@ pub async fn run(config: AgentConfig, stop: impl Future<Output = ()>) -> Result<
     }
 }
 
+/// The CPU the scheduler may spend: `share` of the wall-clock time, of which at most
+/// [`BURST`] seconds' worth may be saved up. Looks and snapshots wait while the account is
+/// overdrawn, so that over any stretch longer than the burst all the agent's reading,
+/// snapshotting and writing stays within `--cpu-budget` (a snapshot every `--interval` per
+/// target then comes later than that when there are too many targets for the budget).
+struct Credit {
+    share: f64,
+    /// CPU seconds available (negative: owed).
+    balance: f64,
+    at: Instant,
+}
+
+impl Credit {
+    fn new(share: f64) -> Credit {
+        Credit {
+            share,
+            balance: 0.0,
+            at: Instant::now(),
+        }
+    }
+
+    fn allows(&mut self, now: Instant) -> bool {
+        let earned = self.share * now.saturating_duration_since(self.at).as_secs_f64();
+        self.balance = (self.balance + earned).min(self.share * BURST);
+        self.at = self.at.max(now);
+        self.balance > 0.0
+    }
+
+    fn spend(&mut self, cpu: Duration) {
+        self.balance -= cpu.as_secs_f64();
+    }
+
+    /// When the account is in credit again.
+    fn ready_at(&self) -> Instant {
+        self.at + Duration::from_secs_f64((-self.balance).max(0.0) / self.share)
+    }
+}
+
 struct Scheduler {
+    credit: Credit,
     discovery: Discovery,
     shared: Arc<Shared>,
     history: Option<History>,
@@ -199,7 +244,9 @@ impl Scheduler {
         loop {
             let now = Instant::now();
             if now >= next_scan {
+                let cpu = thread_cpu();
                 self.scan();
+                self.credit.spend(thread_cpu().saturating_sub(cpu));
                 // A Go process skipped as too young is looked at again as soon as it is old
                 // enough, not an interval later.
                 let soon = self
@@ -212,6 +259,7 @@ impl Scheduler {
                     });
             }
             let mut wake = next_scan;
+            let mut budgeted = None::<Instant>;
             for target in self.shared.targets() {
                 let mut w = lock(&target);
                 if let Some(reason) = self.serve(&mut w) {
@@ -221,10 +269,17 @@ impl Scheduler {
                     lock(&self.shared.targets).remove(&key);
                     continue;
                 }
-                wake = wake
-                    .min(w.next_look)
-                    .min(w.next_record)
-                    .min(w.next_pressure);
+                wake = wake.min(w.next_pressure);
+                let due = w.next_look.min(w.next_record);
+                budgeted = Some(budgeted.map_or(due, |b| b.min(due)));
+                drop(w);
+                // Many snapshots due at once take a while: a new process is not kept waiting.
+                if Instant::now() >= next_scan {
+                    break;
+                }
+            }
+            if let Some(b) = budgeted {
+                wake = wake.min(b.max(self.credit.ready_at()));
             }
             self.publish_push_stats();
             match stop.recv_timeout(wake.saturating_duration_since(Instant::now())) {
@@ -239,8 +294,14 @@ impl Scheduler {
     fn serve(&mut self, w: &mut Watched) -> Option<StopReason> {
         let now = Instant::now();
         if now >= w.next_pressure {
-            w.next_pressure = now + PRESSURE_CHECK;
-            if let Some(why) = w.pressure.check() {
+            // Never deferred (it is what comes before the OOM killer), but paid for.
+            let cpu = thread_cpu();
+            let targets = lock(&self.shared.targets).len() as u32;
+            w.next_pressure =
+                now + PRESSURE_CHECK.max(PRESSURE_CHECK * targets / PRESSURE_CHECKS_PER_SECOND);
+            let why = w.pressure.check();
+            self.credit.spend(thread_cpu().saturating_sub(cpu));
+            if let Some(why) = why {
                 log::warn!(
                     "target={} service={} event=memory-pressure snapshot=taken reason={why:?}",
                     w.id(),
@@ -250,12 +311,12 @@ impl Scheduler {
                 self.record(w, Kind::Pressure(why));
             }
         }
-        if now >= w.next_look {
+        if now >= w.next_look && self.credit.allows(now) {
             if let Some(reason) = self.look(w) {
                 return Some(reason);
             }
         }
-        if now >= w.next_record {
+        if now >= w.next_record && self.credit.allows(Instant::now()) {
             w.next_record = now + self.shared.config.interval;
             self.record(w, Kind::Interval);
         }
@@ -356,6 +417,7 @@ impl Scheduler {
         let cpu = thread_cpu();
         let step = w.session.step();
         let cost = thread_cpu().saturating_sub(cpu);
+        self.credit.spend(cost);
         {
             let mut stats = lock(&self.shared.stats);
             stats.looks += 1;
@@ -389,6 +451,14 @@ impl Scheduler {
 
     /// The interval's snapshot into the history and to Pyroscope.
     fn record(&mut self, w: &mut Watched, kind: Kind) {
+        let cpu = thread_cpu();
+        self.record_now(w, kind);
+        let cost = thread_cpu().saturating_sub(cpu);
+        self.credit.spend(cost);
+        lock(&self.shared.stats).snapshot_cpu += cost;
+    }
+
+    fn record_now(&mut self, w: &mut Watched, kind: Kind) {
         let snapshot = match w.session.snapshot(None) {
             Ok(s) => s,
             Err(e) => {
