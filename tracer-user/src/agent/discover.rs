@@ -44,7 +44,7 @@ pub struct Selection {
     #[arg(long, value_name = "GLOB", value_parser = Glob::new)]
     pub cgroup: Vec<Glob>,
     /// Skip processes younger than this (most short-lived commands end before it).
-    #[arg(long, value_name = "DUR", default_value = "3s", value_parser = crate::units::parse_duration)]
+    #[arg(long, value_name = "DUR", default_value = "1s", value_parser = crate::units::parse_duration)]
     #[serde(serialize_with = "crate::units::serialize_duration")]
     pub min_age: Duration,
     /// Watch at most this many processes (the oldest).
@@ -238,6 +238,31 @@ impl Discovery {
             over_limit: 0,
             matures_in: None,
         }
+    }
+
+    /// Only the processes started since the last look: a listing of /proc, then the usual
+    /// reading of each new one. Cheap enough to run every second (a full [`Discovery::scan`]
+    /// reads every process), so that a program is found about when it is old enough rather
+    /// than a scan interval later. Its candidates are not capped by `--max-targets`.
+    pub fn scan_new(&mut self) -> Vec<Candidate> {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        let uptime = uptime();
+        let me = std::process::id();
+        let known: HashSet<u32> = self.processes.keys().map(|k| k.pid).collect();
+        let matured = self.matures_in;
+        let (mut previous, mut seen_exes) = (HashMap::new(), HashSet::new());
+        let mut found: Vec<Candidate> = entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| *pid != me && !known.contains(pid))
+            .filter_map(|pid| self.look_at(pid, uptime, &mut previous, &mut seen_exes))
+            .collect();
+        if let (Some(m), Some(before)) = (self.matures_in, matured) {
+            self.matures_in = Some(m.min(before));
+        }
+        found.sort_by_key(|c| c.key);
+        found
     }
 
     /// How many selected processes the last scan left out for `--max-targets`.
@@ -917,7 +942,7 @@ mod tests {
     #[test]
     fn flags_and_defaults() {
         let s = Selection::default();
-        assert_eq!((s.min_age, s.max_targets), (Duration::from_secs(3), 100));
+        assert_eq!((s.min_age, s.max_targets), (Duration::from_secs(1), 100));
         assert!(s.include.is_empty());
         let g = Glob::new("github.com/acme/*").unwrap();
         assert!(g.is_match("github.com/acme/pay/v2"));
@@ -925,7 +950,7 @@ mod tests {
         assert!(Glob::new("a[").is_err());
         assert!(parse_max_targets("0").is_err());
         let json = serde_json::to_value(&s).unwrap();
-        assert_eq!(json["min_age"], "3s");
+        assert_eq!(json["min_age"], "1s");
         assert_eq!(json["max_targets"], 100);
     }
 }

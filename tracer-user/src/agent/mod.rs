@@ -41,6 +41,8 @@ use push::{PushProfile, PushStats, Pusher};
 /// beyond, the checks are spread out so that they stay at this many a second.
 const PRESSURE_CHECK: Duration = Duration::from_secs(1);
 const PRESSURE_CHECKS_PER_SECOND: u32 = 20;
+/// How often /proc is listed for processes started since (see `Discovery::scan_new`).
+const NEW_PROCESSES: Duration = Duration::from_secs(1);
 /// How much unspent CPU budget may be saved up for a burst (seconds of wall time's worth).
 const BURST: f64 = 30.0;
 /// How long the pusher may take to send what is queued when the agent stops.
@@ -241,8 +243,31 @@ struct Scheduler {
 impl Scheduler {
     fn run(mut self, stop: mpsc::Receiver<()>) {
         let mut next_scan = Instant::now();
+        let mut next_new = Instant::now() + NEW_PROCESSES;
         loop {
             let now = Instant::now();
+            if now >= next_new && now < next_scan {
+                let cpu = thread_cpu();
+                let found = self.discovery.scan_new();
+                let limit = self.shared.config.selection.max_targets;
+                for c in found {
+                    if lock(&self.shared.targets).len() >= limit {
+                        break;
+                    }
+                    if !lock(&self.shared.targets).contains_key(&c.key)
+                        && !self.failed.contains_key(&(c.key, c.exe_id))
+                    {
+                        self.attach(c);
+                    }
+                }
+                self.credit.spend(thread_cpu().saturating_sub(cpu));
+                if let Some(d) = self.discovery.matures_in() {
+                    next_scan = next_scan.min(now + d + Duration::from_millis(20));
+                }
+            }
+            if now >= next_new {
+                next_new = now + NEW_PROCESSES;
+            }
             if now >= next_scan {
                 let cpu = thread_cpu();
                 self.scan();
@@ -258,7 +283,7 @@ impl Scheduler {
                         s.min(self.shared.config.scan_interval)
                     });
             }
-            let mut wake = next_scan;
+            let mut wake = next_scan.min(next_new);
             let mut budgeted = None::<Instant>;
             for target in self.shared.targets() {
                 let mut w = lock(&target);
