@@ -408,12 +408,12 @@ impl Scheduler {
             .map(|s| format!("{}", s.rate))
             .unwrap_or_else(|| "none".into());
         log::info!(
-            "target={} service={} exe={} go={} event=attached sampler_rate={sampler} in={:?}",
+            "target={} service={} exe={} go={} event=attached sampler_rate={sampler} attach_ms={}",
             c.key.id(),
             c.labels.service_name,
             c.labels.exe,
             c.labels.go_version,
-            begin.elapsed()
+            begin.elapsed().as_millis()
         );
         let now = Instant::now();
         let watched = Watched {
