@@ -925,11 +925,11 @@ mod tests {
             serde_json::json!({
                 "include": ["api-*", "/srv/*"], "exclude": ["*-debug"],
                 "module": ["github.com/acme/*"], "exclude_module": ["github.com/acme/tools"],
-                "cgroup": ["*kubepods*"], "min_age": "7days", "max_targets": 7,
+                "cgroup": ["*kubepods*"], "min_age": "7d", "max_targets": 7,
             })
         );
         // What --print-config shows reads back the same.
-        assert_eq!(crate::units::parse_duration("7days"), Ok(s.min_age));
+        assert_eq!(crate::units::parse_duration("7d"), Ok(s.min_age));
         for bad in [
             &["--include", "a["][..],
             &["--max-targets", "0"],
