@@ -202,18 +202,12 @@ impl Session {
             return Ok(None);
         };
         let delta = baseline.advance(heap);
-        let att = &self.attachment;
-        let symbolize = |pc: u64| att.symbols.frames(pc);
-        let exe = crate::pprof::Executable {
-            symbolize: &symbolize,
-            load_bias: att.target.load_bias,
-            mapping: crate::pprof::Mapping::main_executable(
-                &att.target.binary,
-                att.target.load_bias,
-            ),
-        };
-        crate::pprof::heap_profile_with(heap, &exe, |r| delta.get(&r.bucket).copied().unwrap_or(0))
-            .map(Some)
+        crate::snapshot::with_executable(&self.attachment, |exe| {
+            crate::pprof::heap_profile_with(heap, exe, |r| {
+                delta.get(&r.bucket).copied().unwrap_or(0)
+            })
+        })
+        .map(Some)
     }
 
     /// Every user goroutine with its state, wait and stack, as `gotrace dump` gives them.

@@ -88,28 +88,42 @@ pub struct Snapshot {
     pub subtitle: String,
 }
 
+/// The attached executable as the profile builder names it: its symbols, its load bias and
+/// its mapping (every profile of the session is built against it).
+pub(crate) fn with_executable<R>(att: &Attachment, f: impl FnOnce(&Executable<'_>) -> R) -> R {
+    let symbolize = |pc: u64| att.symbols.frames(pc);
+    f(&Executable {
+        symbolize: &symbolize,
+        load_bias: att.target.load_bias,
+        mapping: Mapping::main_executable(&att.target.binary, att.target.load_bias),
+    })
+}
+
 impl Snapshot {
     pub(crate) fn take(
         parts: &Parts<'_>,
         goroutine_stacks: Option<&[(Vec<u64>, u64)]>,
     ) -> Result<Snapshot> {
+        with_executable(parts.att, |exe| {
+            Snapshot::build(parts, goroutine_stacks, exe)
+        })
+    }
+
+    fn build(
+        parts: &Parts<'_>,
+        goroutine_stacks: Option<&[(Vec<u64>, u64)]>,
+        exe: &Executable<'_>,
+    ) -> Result<Snapshot> {
         let att = parts.att;
         let binary = &att.target.binary;
-        let bias = att.target.load_bias;
-        let symbolize = |pc: u64| att.symbols.frames(pc);
-        let exe = Executable {
-            symbolize: &symbolize,
-            load_bias: bias,
-            mapping: Mapping::main_executable(binary, bias),
-        };
         let heap = match &parts.model.heap {
-            Some(h) => Some(pprof::heap_profile(h, &exe)?),
+            Some(h) => Some(pprof::heap_profile(h, exe)?),
             None => None,
         };
         let goroutines = match goroutine_stacks {
             Some(stacks) => {
                 let count = pprof::ValueType::new("goroutine", "count");
-                let mut b = pprof::ProfileBuilder::new(&exe, &[count]);
+                let mut b = pprof::ProfileBuilder::new(exe, &[count]);
                 b.period(count, 1).time(parts.started_wall, parts.elapsed);
                 for (stack, n) in stacks {
                     b.add_go_stack(stack, false, &[i64::try_from(*n).unwrap_or(i64::MAX)], &[])?;
