@@ -269,6 +269,8 @@ fn web_window(proc: &mut GoProcess, bin: &std::path::Path, window: Duration) -> 
     let stop = std::sync::atomic::AtomicBool::new(false);
     let w = std::thread::scope(|s| {
         let poller = s.spawn(|| -> Result<u64> {
+            // Its curl processes are accounted for on this thread.
+            let _children = gotrace_tests::children::guard();
             let mut asked = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let path = if asked % 2 == 0 {
