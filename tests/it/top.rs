@@ -30,7 +30,7 @@ impl Pane {
         let socket = fixtures::scratch_dir("top")?.join("tmux.sock");
         let pane = Pane { socket };
         let script = format!(
-            "'{}' top {pid}; echo \"gotrace exited $?\"; stty -a; sleep 600",
+            "'{}' top {pid}; echo \"gotrace exited $?\"; stty -a; echo end of stty; sleep 600",
             gotrace_bin().display()
         );
         pane.tmux(&["new-session", "-d", "-x", "160", "-y", "45", &script])?;
@@ -83,11 +83,12 @@ impl Pane {
         }
     }
 
-    /// After `q` or Ctrl-C: gotrace exited 0 and printed its end line; the pane is back on
-    /// its main screen with the terminal out of raw mode. Returns the end line.
-    fn assert_left_cleanly(&self) -> Result<String> {
+    /// After `q` or Ctrl-C: gotrace exited 0 and printed its end line (`gotrace: <how>
+    /// after`); the pane is back on its main screen with the terminal out of raw mode.
+    /// Returns the end line.
+    fn assert_left_cleanly(&self, how: &str) -> Result<String> {
         let screen = self.wait_for("exit", SCREEN_WITHIN, |s| {
-            s.contains("gotrace exited").then(|| s.to_string())
+            s.contains("end of stty").then(|| s.to_string())
         })?;
         assert!(screen.contains("gotrace exited 0"), "{screen}");
         let alternate = self.tmux(&["display-message", "-p", "#{alternate_on}"])?;
@@ -101,7 +102,7 @@ impl Pane {
         }
         let end = screen
             .lines()
-            .find(|l| l.starts_with("gotrace: stopped after"))
+            .find(|l| l.starts_with(&format!("gotrace: {how} after")))
             .with_context(|| format!("no end line:\n{screen}"))?;
         Ok(end.to_string())
     }
@@ -210,13 +211,20 @@ fn heap_view_growth_findings_and_q() -> Result<()> {
     pane.wait_for("sort by in use", SCREEN_WITHIN, |s| {
         s.contains("IN USE▼").then_some(())
     })?;
+    // A smaller terminal: redrawn to its size.
+    pane.tmux(&["resize-window", "-x", "100", "-y", "30"])?;
+    pane.wait_for("a redraw at 100x30", SCREEN_WITHIN, |s| {
+        let lines: Vec<&str> = s.lines().collect();
+        (lines.len() == 30 && lines[29].starts_with("q quit") && lines[0].contains("gotrace top"))
+            .then_some(())
+    })?;
     pane.keys("3")?;
     pane.wait_for("the heap-growth finding", FINDING_WITHIN, |s| {
         s.contains("FINDING heap-growth at main.handle")
             .then_some(())
     })?;
     pane.keys("q")?;
-    let end = pane.assert_left_cleanly()?;
+    let end = pane.assert_left_cleanly("stopped")?;
     assert!(end.contains("sampler restored (MemProfileRate 0)"), "{end}");
     assert_eq!(memprofilerate(pid)?, 0, "the program's own rate restored");
     assert!(running(pid)?, "the program was left running");
@@ -260,7 +268,7 @@ fn go_statements_view_and_ctrl_c() -> Result<()> {
             .then_some(())
     })?;
     pane.keys("C-c")?;
-    pane.assert_left_cleanly()?;
+    pane.assert_left_cleanly("stopped")?;
     assert!(running(pid)?, "the program was left running");
     drop(proc);
     lock.assert_nothing_loaded()
@@ -292,4 +300,33 @@ fn no_terminal_is_refused() -> Result<()> {
     let rate = proc.expect_line("rate ", Duration::from_secs(10))?;
     assert_eq!(rate, "rate 0");
     Ok(())
+}
+
+#[test]
+fn target_exit_keeps_the_last_picture_until_q() -> Result<()> {
+    let _children = children::guard();
+    let lock = bpf::exclusive();
+    let exe = fixtures::build(
+        "goleak",
+        Toolchain::find(go::NEWEST)?,
+        gotrace_tests::Variant::Default,
+    )?;
+    let proc = GoProcess::start(&exe, &["-mode", "leak", "-for", "5s"])?;
+    let pane = Pane::start(proc.pid())?;
+    pane.wait_for("header", SCREEN_WITHIN, |s| {
+        s.contains("gotrace top").then_some(())
+    })?;
+    pane.keys("2")?;
+    let screen = pane.wait_for("the target's exit", SCREEN_WITHIN, |s| {
+        s.contains("target exited — q to leave")
+            .then(|| s.to_string())
+    })?;
+    assert!(screen.contains("main.handle (goleak/main.go:"), "{screen}");
+    // Still up until asked to leave.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(pane.screen()?.contains("target exited — q to leave"));
+    pane.keys("q")?;
+    pane.assert_left_cleanly("target exited")?;
+    drop(proc);
+    lock.assert_nothing_loaded()
 }
