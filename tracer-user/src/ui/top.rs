@@ -258,8 +258,9 @@ struct GoRow {
 /// What the view shows, kept between ticks so that keys redraw at once.
 struct Top {
     view: View,
-    /// Per view, the index of the column sorted by.
+    /// Per view, the index of the column sorted by, and the first row (line) shown.
     sort: [usize; 3],
+    scroll: [usize; 3],
     help: bool,
     title: String,
     summary: String,
@@ -291,6 +292,7 @@ impl Top {
         Top {
             view: View::Heap,
             sort: [0; 3],
+            scroll: [0; 3],
             help: false,
             title: format!(
                 "gotrace top │ pid {} {} │ {} │ {sampler}",
@@ -361,8 +363,15 @@ impl Top {
     fn key(&mut self, key: KeyEvent) -> Action {
         let columns = self.view.sort_columns().len().max(1);
         let i = View::ALL.iter().position(|v| *v == self.view).unwrap_or(0);
+        let last = self.lines().saturating_sub(1);
+        let scroll = &mut self.scroll[i];
         let sort = &mut self.sort[i];
         match key.code {
+            KeyCode::Down | KeyCode::Char('j') => *scroll = (*scroll + 1).min(last),
+            KeyCode::Up | KeyCode::Char('k') => *scroll = scroll.saturating_sub(1),
+            KeyCode::PageDown | KeyCode::Char(' ') => *scroll = (*scroll + PAGE).min(last),
+            KeyCode::PageUp => *scroll = scroll.saturating_sub(PAGE),
+            KeyCode::Home => *scroll = 0,
             // Raw mode delivers Ctrl-C as a key, not as SIGINT.
             KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => {
                 return Action::Quit
@@ -381,6 +390,19 @@ impl Top {
             _ => {}
         }
         Action::Redraw
+    }
+
+    /// The rows (lines, for the findings) of the current view.
+    fn lines(&self) -> usize {
+        match self.view {
+            View::Heap => self.heap.len(),
+            View::Go => self.go.len(),
+            View::Findings => self.finding_lines().len(),
+        }
+    }
+
+    fn scrolled(&self) -> usize {
+        self.scroll[View::ALL.iter().position(|v| *v == self.view).unwrap_or(0)]
     }
 
     fn sorted_by(&self) -> usize {
@@ -466,7 +488,7 @@ impl Top {
                 .unwrap_or(f64::MIN)
                 .total_cmp(&key(a).unwrap_or(f64::MIN))
         });
-        let rows = rows.into_iter().map(|r| {
+        let rows = rows.into_iter().skip(self.scrolled()).map(|r| {
             Row::new([
                 number(human_bytes(r.inuse)),
                 number(signed_bytes(r.growth_per_min)),
@@ -509,7 +531,7 @@ impl Top {
                 .unwrap_or(f64::MIN)
                 .total_cmp(&key(a).unwrap_or(f64::MIN))
         });
-        let rows = rows.into_iter().map(|r| {
+        let rows = rows.into_iter().skip(self.scrolled()).map(|r| {
             Row::new([
                 number(r.live.to_string()),
                 number(r.blocked.to_string()),
@@ -544,6 +566,17 @@ impl Top {
             );
             return;
         }
+        let scroll = u16::try_from(self.scrolled()).unwrap_or(u16::MAX);
+        f.render_widget(
+            Paragraph::new(self.finding_lines())
+                .wrap(Wrap { trim: false })
+                .scroll((scroll, 0)),
+            area,
+        );
+    }
+
+    /// Each finding as `gotrace attach` prints it, its first line in bold, a blank line after.
+    fn finding_lines(&self) -> Vec<Line<'static>> {
         let mut lines = Vec::new();
         for finding in &self.findings {
             let text = super::summary::finding(finding);
@@ -557,17 +590,21 @@ impl Top {
             lines.extend(text.map(|l| Line::from(l.to_string())));
             lines.push(Line::default());
         }
-        f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
+        lines
     }
 }
 
-const HELP: [&str; 6] = [
+/// Rows a PageUp/PageDown moves.
+const PAGE: usize = 10;
+
+const HELP: [&str; 7] = [
     "heap sites: Go's heap profile as of the last GC cycle, per allocation site (sampled, scaled as pprof does)",
     "  growth of the bytes in use and allocation rate over the last minute; age: GC cycles its oldest object survived",
     "go statements: goroutines alive now per `go` statement, of which blocked; growth of the live count",
     "  over the last minute; the age of the oldest (since attach at most)",
     "findings: the leak detectors' current verdicts, as `gotrace attach` reports them",
-    "keys: 1 2 3 or Tab/Shift-Tab views · s or > next sort column, < previous · ? this help · q, Esc or Ctrl-C quit",
+    "keys: 1 2 3 or Tab/Shift-Tab views · s or > next sort column, < previous · ↑ ↓ (j k) PgUp PgDn Home scroll",
+    "      ? this help · q, Esc or Ctrl-C quit",
 ];
 
 /// A table's header, the sort column marked; the first `numeric` columns right-aligned as
