@@ -158,6 +158,21 @@ fn memprofilerate(pid: u32) -> Result<u64> {
     Ok(look.sampler().context("the sampler located")?.rate)
 }
 
+/// The growing cache, its heap sampler off as in most programs: gotrace turns it on and must
+/// turn it off again.
+fn heapgrow() -> Result<GoProcess> {
+    let exe = fixtures::build(
+        "heapgrow",
+        Toolchain::find(go::NEWEST)?,
+        gotrace_tests::Variant::Default,
+    )?;
+    GoProcess::start_with(
+        Command::new(&exe)
+            .args(["-mode", "leak"])
+            .env("GODEBUG", "memprofilerate=0"),
+    )
+}
+
 /// Alive, not a zombie.
 fn running(pid: u32) -> Result<bool> {
     Ok(procfs::process::Process::new(pid as i32)?.stat()?.state != 'Z')
@@ -167,17 +182,7 @@ fn running(pid: u32) -> Result<bool> {
 fn heap_view_growth_findings_and_q() -> Result<()> {
     let _children = children::guard();
     let lock = bpf::exclusive();
-    let exe = fixtures::build(
-        "heapgrow",
-        Toolchain::find(go::NEWEST)?,
-        gotrace_tests::Variant::Default,
-    )?;
-    // The sampler off, as in most programs: gotrace turns it on and must turn it off again.
-    let proc = GoProcess::start_with(
-        Command::new(&exe)
-            .args(["-mode", "leak"])
-            .env("GODEBUG", "memprofilerate=0"),
-    )?;
+    let proc = heapgrow()?;
     let pid = proc.pid();
     let pane = Pane::start(pid)?;
     let header = pane.wait_for("header", SCREEN_WITHIN, |s| {
@@ -300,6 +305,42 @@ fn no_terminal_is_refused() -> Result<()> {
     let rate = proc.expect_line("rate ", Duration::from_secs(10))?;
     assert_eq!(rate, "rate 0");
     Ok(())
+}
+
+/// The terminal going away (an ssh connection closed: SIGHUP) ends the session as `q` does.
+#[test]
+fn a_hangup_restores_the_sampler() -> Result<()> {
+    let _children = children::guard();
+    let lock = bpf::exclusive();
+    let proc = heapgrow()?;
+    let pid = proc.pid();
+    let pane = Pane::start(pid)?;
+    pane.wait_for("the heap view", SCREEN_WITHIN, |s| {
+        heap_row(s, "main.handle").map(drop)
+    })?;
+    let shell: i32 = pane
+        .tmux(&["display-message", "-p", "#{pane_pid}"])?
+        .trim()
+        .parse()?;
+    let gotrace = procfs::process::Process::new(shell)?
+        .task_main_thread()?
+        .children()?
+        .first()
+        .copied()
+        .context("gotrace is not running in the pane")?;
+    assert_eq!(memprofilerate(pid)?, 512 * 1024, "turned on while watched");
+    pane.tmux(&["kill-server"])?;
+    let begin = Instant::now();
+    while running(gotrace as u32).unwrap_or(false) {
+        if begin.elapsed() > SCREEN_WITHIN {
+            bail!("gotrace did not exit on SIGHUP");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(memprofilerate(pid)?, 0, "the program's own rate restored");
+    assert!(running(pid)?, "the program was left running");
+    drop(proc);
+    lock.assert_nothing_loaded()
 }
 
 #[test]

@@ -77,9 +77,9 @@ pub async fn run(session: &mut Session, stop: impl Future<Output = ()>) -> Resul
             },
         )
         .await?;
-    if matches!(reason, StopReason::TargetExited | StopReason::TargetExeced) {
-        // The last picture stays up, to be read, until the user leaves.
-        ui.borrow_mut().ended(reason);
+    // The last picture stays up, to be read, until the user leaves.
+    let ended = matches!(reason, StopReason::TargetExited | StopReason::TargetExeced);
+    if ended && ui.borrow_mut().ended(reason) {
         tokio::select! {
             _ = keys(&ui, &mut events) => {}
             _ = &mut stop => {}
@@ -168,24 +168,31 @@ struct Ui {
 }
 
 impl Ui {
+    /// Draws; a failure stops the view (and the session).
     fn draw(&mut self) {
-        let top = &self.top;
-        if let Err(e) = self.screen.terminal.draw(|f| top.render(f)) {
+        if let Err(e) = self.show() {
             self.failed.get_or_insert(e);
         }
     }
 
-    fn stopping(&mut self) {
-        self.top.status = Some("stopping: restoring the heap sampler…".into());
-        self.draw();
+    fn show(&mut self) -> std::io::Result<()> {
+        let top = &self.top;
+        self.screen.terminal.draw(|f| top.render(f)).map(drop)
     }
 
-    fn ended(&mut self, reason: StopReason) {
+    /// Best effort: the session is ending anyway (a hangup may have closed the terminal).
+    fn stopping(&mut self) {
+        self.top.status = Some("stopping: restoring the heap sampler…".into());
+        let _ = self.show();
+    }
+
+    /// Whether the last picture, marked, could be shown (then it waits for `q`).
+    fn ended(&mut self, reason: StopReason) -> bool {
         self.top.status = Some(match reason {
             StopReason::TargetExeced => "target exec'd another program — q to leave".into(),
             _ => "target exited — q to leave".into(),
         });
-        self.draw();
+        self.failed.is_none() && self.show().is_ok()
     }
 }
 
