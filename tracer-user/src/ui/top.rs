@@ -42,7 +42,7 @@ use crate::{
 /// as after `Session::run`. When the target exits, its last picture stays up until `q`.
 pub async fn run(session: &mut Session, stop: impl Future<Output = ()>) -> Result<StopReason> {
     let mut ui = Ui {
-        top: Top::new(session),
+        top: Top::new(title(session)),
         screen: Screen::enter().map_err(terminal_error)?,
         failed: None,
     };
@@ -196,11 +196,12 @@ impl Ui {
     }
 }
 
+/// The views, in their keys' order (`as usize` indexes `ALL` and the per-view state).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum View {
-    Heap,
-    Go,
-    Findings,
+    Heap = 0,
+    Go = 1,
+    Findings = 2,
 }
 
 impl View {
@@ -281,30 +282,35 @@ struct Top {
     live: Trends<Site>,
 }
 
+/// The first line: the program, and what gotrace did to its heap sampler.
+fn title(session: &Session) -> String {
+    let info = session.target().info();
+    let sampler = match (
+        session.sampler(),
+        session.attachment().sampler().unavailable(),
+    ) {
+        (_, Some(why)) => format!("no heap profile: {why}"),
+        (Some(s), None) if s.set_by_gotrace => format!(
+            "heap sampler on: MemProfileRate {} → {} (restored on exit)",
+            s.rate_at_attach, s.rate
+        ),
+        (Some(s), None) => format!("heap sampler: the program's MemProfileRate {}", s.rate),
+        (None, None) => String::new(),
+    };
+    format!(
+        "gotrace top │ pid {} {} │ {} │ {sampler}",
+        info.pid, info.exe, info.go_version
+    )
+}
+
 impl Top {
-    fn new(session: &Session) -> Top {
-        let info = session.target().info();
-        let sampler = match (
-            session.sampler(),
-            session.attachment().sampler().unavailable(),
-        ) {
-            (_, Some(why)) => format!("no heap profile: {why}"),
-            (Some(s), None) if s.set_by_gotrace => format!(
-                "heap sampler on: MemProfileRate {} → {} (restored on exit)",
-                s.rate_at_attach, s.rate
-            ),
-            (Some(s), None) => format!("heap sampler: the program's MemProfileRate {}", s.rate),
-            (None, None) => String::new(),
-        };
+    fn new(title: String) -> Top {
         Top {
             view: View::Heap,
             sort: [0; 3],
             scroll: [0; 3],
             help: false,
-            title: format!(
-                "gotrace top │ pid {} {} │ {} │ {sampler}",
-                info.pid, info.exe, info.go_version
-            ),
+            title,
             summary: String::new(),
             status: None,
             heap_note: None,
@@ -369,7 +375,7 @@ impl Top {
 
     fn key(&mut self, key: KeyEvent) -> Action {
         let columns = self.view.sort_columns().len().max(1);
-        let i = View::ALL.iter().position(|v| *v == self.view).unwrap_or(0);
+        let i = self.view as usize;
         let last = self.lines().saturating_sub(1);
         let scroll = &mut self.scroll[i];
         let sort = &mut self.sort[i];
@@ -409,11 +415,11 @@ impl Top {
     }
 
     fn scrolled(&self) -> usize {
-        self.scroll[View::ALL.iter().position(|v| *v == self.view).unwrap_or(0)]
+        self.scroll[self.view as usize]
     }
 
     fn sorted_by(&self) -> usize {
-        self.sort[View::ALL.iter().position(|v| *v == self.view).unwrap_or(0)]
+        self.sort[self.view as usize]
     }
 
     fn render(&self, f: &mut Frame<'_>) {
@@ -742,6 +748,106 @@ mod tests {
             t.record(&"b", i as f64, i as f64);
         }
         assert_eq!(t.points[&"b"].len(), TREND_POINTS);
+    }
+
+    fn key(code: KeyCode) -> KeyEvent {
+        KeyEvent::new(code, KeyModifiers::NONE)
+    }
+
+    fn handle(function: &str) -> Site {
+        Site {
+            function: function.into(),
+            file: "/src/app/main.go".into(),
+            line: 7,
+            inlined: false,
+        }
+    }
+
+    /// The screen as text, one string a line.
+    fn screen(top: &Top) -> Vec<String> {
+        let mut terminal = Terminal::new(ratatui::backend::TestBackend::new(100, 12)).unwrap();
+        terminal.draw(|f| top.render(f)).unwrap();
+        let buffer = terminal.backend().buffer();
+        (0..buffer.area.height)
+            .map(|y| {
+                (0..buffer.area.width)
+                    .map(|x| buffer[(x, y)].symbol())
+                    .collect::<String>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn keys_switch_views_cycle_sorts_and_quit() {
+        let mut top = Top::new("t".into());
+        assert_eq!(top.key(key(KeyCode::Char('2'))), Action::Redraw);
+        assert_eq!(top.view, View::Go);
+        top.key(key(KeyCode::Tab));
+        assert_eq!(top.view, View::Findings);
+        top.key(key(KeyCode::Tab));
+        assert_eq!(top.view, View::Heap, "Tab wraps around");
+        top.key(key(KeyCode::BackTab));
+        assert_eq!(top.view, View::Findings);
+        top.key(key(KeyCode::Char('1')));
+        top.key(key(KeyCode::Char('<')));
+        assert_eq!(
+            top.sorted_by(),
+            3,
+            "< from the first column wraps to the last"
+        );
+        top.key(key(KeyCode::Char('s')));
+        assert_eq!(top.sorted_by(), 0);
+        top.key(key(KeyCode::Char('2')));
+        assert_eq!(top.sorted_by(), 0, "each view keeps its own sort");
+        assert_eq!(top.key(key(KeyCode::Char('q'))), Action::Quit);
+        assert_eq!(
+            top.key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+            Action::Quit,
+            "Ctrl-C, a key in raw mode"
+        );
+        assert_eq!(top.key(key(KeyCode::Char('c'))), Action::Redraw);
+    }
+
+    #[test]
+    fn the_heap_view_sorts_by_the_chosen_column() {
+        let mut top = Top::new("gotrace top │ pid 1".into());
+        top.heap = vec![
+            HeapRow {
+                site: handle("main.big"),
+                inuse: 64 << 20,
+                growth_per_min: Some(0.0),
+                alloc_per_s: None,
+                oldest: Some(3),
+            },
+            HeapRow {
+                site: handle("main.leak"),
+                inuse: 2 << 20,
+                growth_per_min: Some(5.0 * 1048576.0),
+                alloc_per_s: Some(1024.0),
+                oldest: Some(40),
+            },
+        ];
+        let rows = |top: &Top| -> Vec<String> {
+            screen(top)
+                .into_iter()
+                .filter(|l| l.contains("main.") && l.contains("(app/main.go:7)"))
+                .collect()
+        };
+        let by_inuse = rows(&top);
+        assert!(
+            by_inuse[0].contains("64.0 MiB") && by_inuse[0].contains("main.big"),
+            "{by_inuse:?}"
+        );
+        assert!(
+            by_inuse[1].contains("+5.0 MiB") && by_inuse[1].contains("1.0 KiB"),
+            "{by_inuse:?}"
+        );
+        top.key(key(KeyCode::Char('s')));
+        let by_growth = rows(&top);
+        assert!(by_growth[0].contains("main.leak"), "{by_growth:?}");
+        assert!(screen(&top).iter().any(|l| l.contains("GROWTH/MIN▼")));
+        top.key(key(KeyCode::Down));
+        assert_eq!(rows(&top).len(), 1, "scrolled by a row");
     }
 
     #[test]
