@@ -27,4 +27,5 @@ mod privileges;
 mod root_safety;
 mod sampler;
 mod symbols;
+mod top;
 mod unchanged_behaviour;
