@@ -367,7 +367,16 @@ fn target_exit_keeps_the_last_picture_until_q() -> Result<()> {
     std::thread::sleep(Duration::from_secs(1));
     assert!(pane.screen()?.contains("target exited — q to leave"));
     pane.keys("q")?;
-    pane.assert_left_cleanly("target exited")?;
+    let end = pane.assert_left_cleanly("target exited")?;
+    // When it exited (within its 5 s, counted from before gotrace attached), not when the user
+    // left.
+    let after: f64 = end
+        .trim_start_matches("gotrace: target exited after ")
+        .split('s')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .with_context(|| end.clone())?;
+    assert!(after <= 5.0, "{end}");
     drop(proc);
     lock.assert_nothing_loaded()
 }

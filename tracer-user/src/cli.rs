@@ -640,7 +640,10 @@ fn attach(args: AttachArgs) -> Result<ExitCode> {
     let snapshot = session.snapshot(Some(reason))?;
     let written = write_outputs(&snapshot, &mut sink, flamegraph.as_mut())?;
     let report = &snapshot.report;
-    eprintln!("{}", end_line(reason, report, &session));
+    eprintln!(
+        "{}",
+        end_line(reason, report.session.duration_s, report, &session)
+    );
     print_heap_top(report, 5);
     if !report.goroutines.live_by_site.is_empty() {
         eprintln!("  goroutines alive at the end, by go statement:");
@@ -669,8 +672,9 @@ fn attach(args: AttachArgs) -> Result<ExitCode> {
 }
 
 /// `gotrace: stopped after 12.3s; probes removed, sampler restored (...). 40 goroutines
-/// started, ...`: how a session ended and what it left in the target.
-fn end_line(reason: StopReason, report: &Report, session: &Session) -> String {
+/// started, ...`: how a session ended, when (seconds since attach) and what it left in the
+/// target.
+fn end_line(reason: StopReason, after_s: f64, report: &Report, session: &Session) -> String {
     format!(
         "gotrace: {} after {:.1}s; probes removed{}. {} goroutines started, {} exited{}, {} events lost",
         match reason {
@@ -679,7 +683,7 @@ fn end_line(reason: StopReason, report: &Report, session: &Session) -> String {
             StopReason::TargetExited => "target exited",
             StopReason::TargetExeced => "target exec'd another program",
         },
-        report.session.duration_s,
+        after_s,
         match session.attachment().sampler().handover() {
             Some(Handover::Restored(r)) => format!(", sampler restored (MemProfileRate {r})"),
             Some(Handover::KeptFor { sessions, rate }) => format!(
@@ -831,9 +835,17 @@ fn top(args: TopArgs) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let reason = runtime.block_on(ui::top::run(&mut session, stop_signal()))?;
-    let snapshot = session.snapshot(Some(reason))?;
-    eprintln!("{}", end_line(reason, &snapshot.report, &session));
+    let ended = runtime.block_on(ui::top::run(&mut session, stop_signal()))?;
+    let snapshot = session.snapshot(Some(ended.reason))?;
+    eprintln!(
+        "{}",
+        end_line(
+            ended.reason,
+            ended.after.as_secs_f64(),
+            &snapshot.report,
+            &session
+        )
+    );
     Ok(ExitCode::SUCCESS)
 }
 

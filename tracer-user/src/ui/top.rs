@@ -37,10 +37,17 @@ use crate::{
     units::human_bytes,
 };
 
+/// How a `top` session ended, and when (the last picture may have stayed up longer).
+#[derive(Clone, Copy, Debug)]
+pub struct Ended {
+    pub reason: StopReason,
+    pub after: std::time::Duration,
+}
+
 /// Runs `session` under the live view until `q`, Ctrl-C, `stop` (the caller's signals) or the
 /// target's end; then the terminal is given back and the session is over (sampler restored)
 /// as after `Session::run`. When the target exits, its last picture stays up until `q`.
-pub async fn run(session: &mut Session, stop: impl Future<Output = ()>) -> Result<StopReason> {
+pub async fn run(session: &mut Session, stop: impl Future<Output = ()>) -> Result<Ended> {
     let mut ui = Ui {
         top: Top::new(title(session)),
         screen: Screen::enter().map_err(terminal_error)?,
@@ -77,6 +84,7 @@ pub async fn run(session: &mut Session, stop: impl Future<Output = ()>) -> Resul
             },
         )
         .await?;
+    let after = session.elapsed();
     // The last picture stays up, to be read, until the user leaves.
     let ended = matches!(reason, StopReason::TargetExited | StopReason::TargetExeced);
     if ended && ui.borrow_mut().ended(reason) {
@@ -89,7 +97,7 @@ pub async fn run(session: &mut Session, stop: impl Future<Output = ()>) -> Resul
     drop(ui.screen);
     match ui.failed {
         Some(e) => Err(terminal_error(e)),
-        None => Ok(reason),
+        None => Ok(Ended { reason, after }),
     }
 }
 
