@@ -32,6 +32,7 @@ pub mod target;
 pub mod ui;
 pub mod units;
 mod util;
+pub mod view;
 
 pub use error::{Error, Result};
 pub use session::{AttachOptions, Session};
