@@ -27,3 +27,4 @@ mod root_safety;
 mod sampler;
 mod symbols;
 mod unchanged_behaviour;
+mod web_page;

@@ -5,7 +5,7 @@
 
 import flamegraph, { colorMapper } from 'd3-flame-graph';
 import { select } from 'd3-selection';
-import { el, pct, setRows, signed } from './util.js';
+import { el, patchRows, pct, signed } from './util.js';
 
 const TRANSITION_MS = 300;
 
@@ -193,13 +193,14 @@ export function fillTopTable(tbody, tree, format, onPick, limit = 40) {
   const total = tree ? tree.value : 0;
   const rows = functionTable(tree)
     .sort((a, b) => b.self - a.self || b.total - a.total || a.name.localeCompare(b.name))
-    .slice(0, limit);
-  setRows(tbody, rows.map((r) => el('tr', { onclick: () => onPick(r.name), title: 'search for this function' },
+    .slice(0, limit)
+    .map((r) => ({ ...r, of: total, unit: format(1) }));
+  patchRows(tbody, rows, (r) => r.name, (r) => el('tr', { onclick: () => onPick(r.name), title: 'search for this function' },
     el('td', { class: 'num' }, format(r.self)),
     el('td', { class: 'num' }, pct(r.self, total)),
     el('td', { class: 'num' }, format(r.total)),
     el('td', { class: 'num' }, pct(r.total, total)),
-    el('td', { class: 'mono' }, r.name))));
+    el('td', { class: 'mono' }, r.name)));
 }
 
 /** Fills the diff table: the functions whose own value grew most (then shrank least). */
@@ -209,9 +210,9 @@ export function fillDiffTable(tbody, tree, format, onPick, limit = 40) {
     .sort((a, b) => b.selfDelta - a.selfDelta || b.totalDelta - a.totalDelta || a.name.localeCompare(b.name))
     .slice(0, limit);
   const cls = (v) => (v > 0 ? 'num grow' : v < 0 ? 'num shrink' : 'num');
-  setRows(tbody, rows.map((r) => el('tr', { onclick: () => onPick(r.name), title: 'search for this function' },
+  patchRows(tbody, rows, (r) => r.name, (r) => el('tr', { onclick: () => onPick(r.name), title: 'search for this function' },
     el('td', { class: cls(r.selfDelta) }, signed(r.selfDelta, format)),
     el('td', { class: cls(r.totalDelta) }, signed(r.totalDelta, format)),
     el('td', { class: 'num' }, format(r.total)),
-    el('td', { class: 'mono' }, r.name))));
+    el('td', { class: 'mono' }, r.name)));
 }

@@ -25,7 +25,7 @@
 import './style.css';
 import { FlameView, fillDiffTable, fillTopTable } from './flame.js';
 import { Timelines } from './charts.js';
-import { bytes, count, duration, el, frameList, setRows, signed, site } from './util.js';
+import { bytes, count, duration, el, frameList, patchRows, signed, site } from './util.js';
 
 const $ = (id) => document.getElementById(id);
 const VIEWS = ['flame', 'timelines', 'findings', 'groups', 'diff', 'targets'];
@@ -104,7 +104,8 @@ async function poll() {
   inFlight = true;
   let data = null;
   try {
-    const r = await fetch(apiUrl(), { cache: 'no-store' });
+    // A server that accepts and never answers must not stop the polling.
+    const r = await fetch(apiUrl(), { cache: 'no-store', signal: AbortSignal.timeout(15000) });
     if (!r.ok) throw new Error(`HTTP ${r.status}${r.statusText ? ' ' + r.statusText : ''}`);
     data = await r.json();
     state.lastOk = Date.now();
@@ -293,7 +294,7 @@ function renderGroups() {
   if (sig === state.groupsSig) return;
   state.groupsSig = sig;
   if (!groups) {
-    setRows(tbody, []);
+    tbody.replaceChildren();
     empty.hidden = false;
     empty.textContent = state.inline ? 'No goroutine groups in this report.' : 'loading…';
     $('groups-summary').textContent = '';
@@ -308,9 +309,11 @@ function renderGroups() {
   $('groups-summary').textContent = `${shown.length} of ${groups.length} groups, ${count(shownTotal)} of ${count(total)} goroutines`;
   empty.hidden = shown.length > 0;
   empty.textContent = groups.length ? 'No group matches the filter.' : 'No goroutines.';
-  setRows(tbody, shown.map((g) => {
+  const groupKey = (g) => ['group', g.state, ...(g.frames || []).map((f) => `${f.function}:${f.line}`),
+    g.created_by ? `${g.created_by.function}:${g.created_by.line}` : ''].join(' ');
+  patchRows(tbody, shown, groupKey, (g) => {
     const frames = g.frames || [];
-    const key = 'group ' + g.state + ' ' + frames.map((f) => `${f.function}:${f.line}`).join(' ');
+    const key = groupKey(g);
     const top = frames.slice(0, 3);
     const stack = el('td', {}, frameList(top),
       frames.length > top.length
@@ -324,7 +327,7 @@ function renderGroups() {
       el('td', {}, g.state),
       el('td', { class: 'num' }, g.max_waiting_s ? duration(g.max_waiting_s) : '–'),
       stack, by);
-  }));
+  });
 }
 
 // ---- diff ---------------------------------------------------------------------------------
@@ -360,7 +363,7 @@ function renderDiff() {
 
 function renderTargets(targets) {
   $('targets-empty').hidden = targets.length > 0;
-  setRows($('targets').tBodies[0], targets.map((t) => {
+  patchRows($('targets').tBodies[0], targets, (t) => t.id, (t) => {
     const labels = Object.entries(t.labels || {}).sort(([a], [b]) => a.localeCompare(b));
     const name = (t.labels && (t.labels.service_name || t.labels.exe)) || t.id;
     return el('tr', { class: 'target', 'data-id': t.id },
@@ -371,7 +374,7 @@ function renderTargets(targets) {
       el('td', {}, (t.findings || []).length
         ? el('ul', { class: 'frame-list' }, ...t.findings.map((f) => el('li', {}, el('b', {}, f.pattern), ' at ', site(f.site))))
         : '–'));
-  }));
+  });
 }
 
 // ---- navigation ---------------------------------------------------------------------------

@@ -67,7 +67,21 @@ export function frameList(frames) {
     typeof f === 'string' || !f.file ? null : el('span', { class: 'file' }, ` ${f.file}:${f.line}`))));
 }
 
-/** Replaces a tbody's rows. */
-export function setRows(tbody, rows) {
-  tbody.replaceChildren(...rows);
+/** Shows one row per item, built by `build(item)`, reusing the row already there for an item
+ *  of the same key and content: a tick that changes nothing leaves the table alone, so a link
+ *  or row the user is clicking is not replaced under the pointer. */
+export function patchRows(tbody, items, keyOf, build) {
+  const old = new Map([...tbody.rows].map((r) => [r.dataset.rowKey, r]));
+  const rows = items.map((it) => {
+    const key = String(keyOf(it));
+    const sig = JSON.stringify(it);
+    const prev = old.get(key);
+    if (prev && prev.dataset.rowSig === sig) return prev;
+    const row = build(it);
+    row.dataset.rowKey = key;
+    row.dataset.rowSig = sig;
+    return row;
+  });
+  const same = rows.length === tbody.rows.length && rows.every((r, i) => tbody.rows[i] === r);
+  if (!same) tbody.replaceChildren(...rows);
 }
