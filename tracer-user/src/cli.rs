@@ -331,6 +331,15 @@ pub struct AttachArgs {
     #[arg(short, long)]
     pub quiet: bool,
 
+    /// Serve the live page while attached: flamegraphs of the heap in use, of the latest
+    /// allocations and of the goroutines, updated every tick; timelines; findings; goroutine
+    /// groups; the heap now against at attach or minutes ago. ADDR defaults to 127.0.0.1 and
+    /// a free port (the URL is printed); anything but loopback lets others read the
+    /// program's stacks. Costs the target nothing beyond what attach reads already.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1,
+          default_missing_value = gotrace::web::serve::DEFAULT_ADDR)]
+    pub web: Option<std::net::SocketAddr>,
+
     /// Probe every goroutine start and exit (runtime.newproc1, runtime.goexit1): exact
     /// per-goroutine events with parent and creation site, at ~4 µs per `go` statement.
     /// Without it, gotrace counts goroutines from the runtime's memory at no cost.
@@ -562,6 +571,7 @@ fn attach(args: AttachArgs) -> Result<ExitCode> {
     // Outputs are checked before attaching: a bad path fails now, not after the session.
     let mut sink = Sink::new(out_dir(args.out.as_deref(), args.pid)?);
     let mut flamegraph = args.heap.flamegraph_file()?;
+    let web = args.web.map(gotrace::web::serve::bind).transpose()?;
     let mut session = Session::attach(args.pid, options)?;
     let att = session.attachment();
     let info = att.target.info();
@@ -595,7 +605,10 @@ fn attach(args: AttachArgs) -> Result<ExitCode> {
         _ => {}
     }
 
-    let reason = run_live(&mut session, args.quiet, flamegraph.as_mut())?;
+    if let Some(l) = &web {
+        eprintln!("gotrace: live page at http://{}/", l.local_addr()?);
+    }
+    let reason = run_live(&mut session, args.quiet, flamegraph.as_mut(), web)?;
     let snapshot = session.snapshot(Some(reason))?;
     let written = write_outputs(&snapshot, &mut sink, flamegraph.as_mut())?;
     let report = &snapshot.report;
@@ -697,13 +710,24 @@ fn run_live(
     session: &mut Session,
     quiet: bool,
     mut flamegraph: Option<&mut OutFile>,
+    web: Option<std::net::TcpListener>,
 ) -> Result<StopReason> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let view = web.map(|listener| {
+        let view = gotrace::web::Shared::default();
+        let router = gotrace::web::serve::router(view.clone(), session.options().tick);
+        let _guard = runtime.enter();
+        gotrace::web::serve::spawn(listener, router).map(|()| view)
+    });
+    let view = view.transpose()?;
     let mut last_svg: Option<std::time::Instant> = None;
     let mut reported = std::collections::HashSet::new();
     let reason = runtime.block_on(session.run(stop_signal(), |session, s| {
+        if let Some(view) = &view {
+            view.refresh(session);
+        }
         if !quiet {
             eprintln!("{}", ui::summary::format(s));
         }
@@ -778,7 +802,7 @@ fn record(args: RecordArgs) -> Result<ExitCode> {
     if let Some(why) = session.attachment().sampler().unavailable() {
         return Err(anyhow::anyhow!("no heap profile: {why}"));
     }
-    let reason = run_live(&mut session, args.quiet, flamegraph.as_mut())?;
+    let reason = run_live(&mut session, args.quiet, flamegraph.as_mut(), None)?;
     let snapshot = session.snapshot(Some(reason))?;
     if !export::write_one(&snapshot, export::HEAP, &mut output)? {
         anyhow::bail!("the process exited before a heap profile could be read");
@@ -852,7 +876,7 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
             None => " until it exits".into(),
         }
     );
-    let reason = run_live(&mut session, true, None)?;
+    let reason = run_live(&mut session, true, None, None)?;
     // The same snapshot and files as attach.
     let snapshot = session.snapshot(Some(reason))?;
     export::write_all(&snapshot, &mut sink)?;

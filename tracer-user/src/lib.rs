@@ -30,6 +30,7 @@ pub mod snapshot;
 pub mod symbols;
 pub mod target;
 pub mod ui;
+pub mod web;
 pub mod units;
 mod util;
 pub mod view;

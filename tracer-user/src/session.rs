@@ -86,6 +86,9 @@ pub struct Session {
     /// The goroutine profile taken at the end of `run`, while the target still ran
     /// (`Some(None)`: it could not be read in time, or the target exec'd).
     goroutine_profile: Option<Option<GoroutineProfile>>,
+    /// The goroutines grouped as `gotrace dump` groups them, read at the end of `run` with the
+    /// goroutine profile (for the report's page).
+    final_groups: Option<Vec<crate::dump::Group>>,
     options: AttachOptions,
     clock: Clock,
 }
@@ -119,6 +122,7 @@ impl Session {
             findings: Vec::new(),
             goroutines: Vec::new(),
             goroutine_profile: None,
+            final_groups: None,
             options,
             clock,
         };
@@ -183,7 +187,12 @@ impl Session {
                 fresh.as_deref()
             }
         };
-        Snapshot::take(&self.parts(reason), stacks)
+        let parts = Parts {
+            full: true,
+            groups: self.final_groups.as_deref(),
+            ..self.parts(reason)
+        };
+        Snapshot::take(&parts, stacks)
     }
 
     /// The results without the goroutine profile: cheap enough for every tick (the live
@@ -245,6 +254,8 @@ impl Session {
             started_wall: self.clock.started_wall,
             elapsed: self.clock.started.elapsed(),
             reason,
+            groups: None,
+            full: false,
         }
     }
 
@@ -372,6 +383,13 @@ impl Session {
             self.observer
                 .goroutine_profile(&self.attachment, Some(until))
         });
+        // The groups for the report's page: another walk of every stack, so only while there
+        // are few enough for it to take a fraction of a second; a million are left to
+        // `gotrace dump`.
+        let few = self.live_goroutines().is_some_and(|n| n <= MAX_GROUPED_GOROUTINES);
+        if reason != StopReason::TargetExeced && few {
+            self.final_groups = self.dump().ok().map(|d| d.groups);
+        }
         self.attachment.restore_sampler();
         // Removing uprobes takes the kernel ~0.1 s each (an RCU grace period), while the other
         // probes keep firing: keep reading meanwhile, then take what is left.
@@ -399,6 +417,9 @@ impl Session {
         ProbeKind::ALL.map(|k| self.hits(k))
     }
 }
+
+/// The most goroutines whose stacks are walked again at the end to group them.
+const MAX_GROUPED_GOROUTINES: i64 = 20_000;
 
 /// Waits until the ring buffer has records, then takes them all; never resolves without one.
 async fn ring_ready(

@@ -467,6 +467,8 @@ impl HistoryReader {
             heap: profile(HEAP_PPROF)?,
             goroutines: profile(GOROUTINE_PPROF)?,
             subtitle: meta.subtitle,
+            heap_at_attach: None,
+            groups: None,
         };
         Ok((info, snapshot))
     }

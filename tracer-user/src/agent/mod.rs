@@ -11,6 +11,7 @@ pub mod config;
 pub mod discover;
 pub mod history;
 mod metrics;
+mod page;
 pub mod pressure;
 pub mod push;
 mod server;
@@ -68,6 +69,8 @@ pub(crate) struct Watched {
     pressure: PressureWatch,
     /// Findings already logged (pattern and site), so that each is logged once.
     logged: HashSet<String>,
+    /// What the target's live page shows beyond the session (filled when it is asked for).
+    pub view: crate::web::LiveView,
 }
 
 impl Watched {
@@ -426,6 +429,7 @@ impl Scheduler {
             session,
             delta_http: AllocBaseline::default(),
             delta_push: AllocBaseline::default(),
+            view: Default::default(),
             next_look: now + config.look_interval,
             look_cpu: Duration::ZERO,
             // The first interval's snapshot comes one interval after attach, like the rest.

@@ -44,7 +44,17 @@ pub(crate) fn token(config: &AgentConfig) -> Result<Option<String>> {
 
 pub(crate) fn router(shared: Arc<Shared>, token: Option<String>) -> Router {
     let guarded = Router::new()
-        .route("/", get(index))
+        .route("/", get(super::page::index))
+        .route("/api/page", get(super::page::targets))
+        .route("/targets/{id}/", get(super::page::target_page))
+        // The page asks for `api/page` relative to itself: it must be seen from inside the dir.
+        .route(
+            "/targets/{id}",
+            get(|Path(id): Path<String>| async move {
+                axum::response::Redirect::permanent(&format!("/targets/{id}/"))
+            }),
+        )
+        .route("/targets/{id}/api/page", get(super::page::target))
         .route("/targets", get(targets))
         .route("/sd", get(service_discovery))
         .route("/metrics", get(metrics_text))
@@ -87,8 +97,9 @@ async fn auth(State(token): State<Option<Arc<String>>>, request: Request, next: 
     next.run(request).await
 }
 
-async fn index() -> &'static str {
-    "gotrace agent\n\n\
+/// What `/` lists for anything but a browser (which gets the page).
+pub(crate) const INDEX: &str = "gotrace agent\n\n\
+     /                                        the live page (in a browser)\n\
      /targets                                 the Go processes watched (JSON)\n\
      /targets/ID/debug/pprof/heap             heap profile, as net/http/pprof serves it\n\
      /targets/ID/debug/pprof/allocs           the same, allocations by default\n\
@@ -97,8 +108,8 @@ async fn index() -> &'static str {
      /debug/pprof/PROFILE?target=ID           the same, the target as a parameter\n\
      /metrics                                 Prometheus metrics (OpenMetrics)\n\
      /sd                                      the targets in Prometheus HTTP service discovery form\n\
-     /healthz                                 liveness\n"
-}
+     /targets/ID/                             one target's live page (in a browser)\n\
+     /healthz                                 liveness\n";
 
 #[derive(Serialize)]
 struct TargetView {
@@ -382,7 +393,7 @@ fn legacy_text(p: &proto::Profile, entry: impl Fn(u64) -> Option<u64>) -> String
     out
 }
 
-async fn blocking(work: impl FnOnce() -> Result<Response> + Send + 'static) -> Response {
+pub(crate) async fn blocking(work: impl FnOnce() -> Result<Response> + Send + 'static) -> Response {
     match tokio::task::spawn_blocking(work).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => failed(&e),
@@ -402,7 +413,7 @@ fn bad_request(why: &str) -> Response {
     (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response()
 }
 
-fn not_found(id: &str) -> Response {
+pub(crate) fn not_found(id: &str) -> Response {
     (
         StatusCode::NOT_FOUND,
         format!("no target {id:?} (the targets are listed at /targets)\n"),

@@ -4,6 +4,10 @@
 //! and checked by [`file`] when the command starts.
 
 pub mod flamegraph;
+pub mod page;
+pub mod page_data;
+pub mod timeline_svg;
+pub mod tree;
 
 use std::path::PathBuf;
 
@@ -33,6 +37,8 @@ struct ReportJson;
 struct Pprof(&'static str, fn(&Snapshot) -> Option<&proto::Profile>);
 struct HeapSvg(&'static str, HeapValue);
 struct HeapFolded(&'static str, HeapValue);
+struct IndexHtml;
+struct TimelineSvg;
 
 impl Output for ReportJson {
     fn file_name(&self) -> &'static str {
@@ -76,6 +82,29 @@ impl Output for HeapFolded {
     }
 }
 
+impl Output for IndexHtml {
+    fn file_name(&self) -> &'static str {
+        "index.html"
+    }
+    fn render(&self, s: &Snapshot) -> Result<Option<Vec<u8>>> {
+        let data = page_data::PageData::report(s)?;
+        Ok(Some(page::with_data(&data.to_json()).into_bytes()))
+    }
+}
+
+impl Output for TimelineSvg {
+    fn file_name(&self) -> &'static str {
+        "timeline.svg"
+    }
+    fn render(&self, s: &Snapshot) -> Result<Option<Vec<u8>>> {
+        let t = &s.report.target;
+        let subtitle = format!("pid {} ({}, {})", t.pid, t.exe, t.go_version);
+        Ok(Some(
+            timeline_svg::svg(&s.report.timeline, &subtitle).into_bytes(),
+        ))
+    }
+}
+
 /// The heap profile output (`record -o` writes it alone).
 pub const HEAP: &dyn Output = &Pprof(HEAP_PPROF, |s| s.heap.as_ref());
 /// The in-use flamegraph (`--flamegraph` keeps it up to date while attached).
@@ -90,6 +119,8 @@ pub const OUTPUTS: &[&dyn Output] = &[
     &HeapFolded("heap-inuse.folded", HeapValue::InuseBytes),
     &HeapFolded("heap-alloc.folded", HeapValue::AllocBytes),
     &Pprof(GOROUTINE_PPROF, |s| s.goroutines.as_ref()),
+    &TimelineSvg,
+    &IndexHtml,
     &ReportJson,
 ];
 

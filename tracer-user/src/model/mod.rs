@@ -11,6 +11,7 @@ pub mod goroutine_sites;
 pub mod goroutines;
 pub mod heap;
 pub mod heap_series;
+pub mod timeline;
 
 use tracer_common::ProbeKind;
 
@@ -56,8 +57,10 @@ pub struct Model {
     pub goids_at_attach: Option<u64>,
     pub goids: Option<u64>,
     pub gc: gc::GcTimeline,
-    /// The latest heap profile read (refreshed after every GC cycle and at the end).
+    /// The latest heap profile read (refreshed after every GC cycle and at the end), and the
+    /// first one: what the heap looked like when gotrace attached, to compare with.
     pub heap: Option<HeapProfile>,
+    pub heap_at_attach: Option<HeapProfile>,
     /// Cycles survived by each live sampled object, updated after every GC cycle.
     pub ages: heap::AgeTracker,
     /// Each allocation site's heap values per GC cycle.
@@ -68,6 +71,8 @@ pub struct Model {
     /// The most heap in use (runtime's count) and user goroutines seen at any look.
     pub peak_heap_in_use: Option<u64>,
     pub peak_goroutines: Option<u64>,
+    /// Heap, goal, goroutines and GC cycles at every look (thinned as it fills).
+    pub timeline: timeline::Timeline,
 }
 
 impl Model {
@@ -110,6 +115,7 @@ impl Model {
         if let Some(n) = look.goids_created {
             self.goids = Some(n);
         }
+        self.timeline.observe(look.t, look.gc, self.census);
         let Some(gc) = look.gc else {
             return;
         };
@@ -121,6 +127,9 @@ impl Model {
         }
         if let Some(h) = &look.heap {
             self.heap_series.update(look.t, gc.cycles, h);
+            if self.heap_at_attach.is_none() {
+                self.heap_at_attach = Some(h.clone());
+            }
             self.heap = Some(h.clone());
         }
     }

@@ -13,6 +13,7 @@ pub use report::{Report, StopReason};
 use crate::{
     attach::Attachment,
     detect::Finding,
+    dump::Group,
     error::Result,
     goruntime::allgs::GSnapshot,
     model::Model,
@@ -32,6 +33,10 @@ pub(crate) struct Parts<'a> {
     pub started_wall: SystemTime,
     pub elapsed: Duration,
     pub reason: Option<StopReason>,
+    /// The goroutine groups of the dump taken at the end (`None` while running).
+    pub groups: Option<&'a [Group]>,
+    /// Everything, the profile at attach included (`false`: what a tick can afford).
+    pub full: bool,
 }
 
 impl Parts<'_> {
@@ -86,6 +91,11 @@ pub struct Snapshot {
     pub goroutines: Option<proto::Profile>,
     /// One line saying what the profiles are of, for flamegraph titles.
     pub subtitle: String,
+    /// The heap profile gotrace found at attach, to compare with (full snapshots only).
+    pub heap_at_attach: Option<proto::Profile>,
+    /// Goroutines grouped by state and stack, as `gotrace dump` groups them (at the end of a
+    /// session).
+    pub groups: Option<Vec<Group>>,
 }
 
 /// The attached executable as the profile builder names it: its symbols, its load bias and
@@ -120,6 +130,10 @@ impl Snapshot {
             Some(h) => Some(pprof::heap_profile(h, exe)?),
             None => None,
         };
+        let heap_at_attach = match &parts.model.heap_at_attach {
+            Some(h) if parts.full => Some(pprof::heap_profile(h, exe)?),
+            _ => None,
+        };
         let goroutines = match goroutine_stacks {
             Some(stacks) => {
                 let count = pprof::ValueType::new("goroutine", "count");
@@ -141,6 +155,8 @@ impl Snapshot {
             report,
             heap,
             goroutines,
+            heap_at_attach,
+            groups: parts.groups.map(<[Group]>::to_vec),
             subtitle: format!(
                 "pid {} ({}), {:.0} s after attach, sampled every {} KiB",
                 att.target.pid,

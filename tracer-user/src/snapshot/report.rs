@@ -53,6 +53,10 @@ pub struct Report {
     pub gc: GcReport,
     /// The detectors' verdicts (see `detect`): `{pattern, site, stack, evidence, hint}`.
     pub findings: Vec<Finding>,
+    /// Heap in use against the GC's goal, goroutines, stack bytes and GC cycles over the
+    /// session (at most 1024 points, spread over all of it).
+    #[serde(default)]
+    pub timeline: Vec<crate::model::timeline::TimePoint>,
 }
 
 /// Go's heap profile as of the last GC cycle before the end, scaled like `go tool pprof`.
@@ -330,6 +334,7 @@ impl Report {
                 events_lost: att.events_lost(),
             },
             findings: p.findings.to_vec(),
+            timeline: model.timeline.points().to_vec(),
             heap: heap_report(p, sym),
             gc: {
                 let (cycles, forced) = model.gc.cycles_since_attach();
