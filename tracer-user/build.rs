@@ -85,7 +85,7 @@ fn compile_protos(root: &std::path::Path) {
         .unwrap_or_else(|e| panic!("generating Rust code for {files:?}: {e}"));
 }
 
-/// Builds the web page (`web/`, see `view/page.rs`) into `OUT_DIR/page.html`: the npm packages
+/// Builds the web page (`web/`, see `export/page.rs`) into `OUT_DIR/page.html`: the npm packages
 /// of the lockfile installed into `web/node_modules` when it is missing or older than the
 /// lockfile, then `web/build.mjs` (esbuild) bundles and inlines everything into one file.
 fn build_page(web: &std::path::Path) {

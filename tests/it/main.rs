@@ -27,4 +27,5 @@ mod root_safety;
 mod sampler;
 mod symbols;
 mod unchanged_behaviour;
+mod web;
 mod web_page;

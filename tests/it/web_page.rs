@@ -1,4 +1,4 @@
-//! The web page (`tracer-user/web/`, embedded as `gotrace::view::page`) in headless Chromium,
+//! The web page (`tracer-user/web/`, embedded as `gotrace::export::page`) in headless Chromium,
 //! on data written here in the shape of `api/page`: as the offline report (the data inline,
 //! opened as file://), as the live view (served with an `api/page` that changes every tick) and
 //! as the agent's target list. What gotrace itself serves and writes is tested in `web.rs`.
@@ -13,7 +13,7 @@ use std::{
 };
 
 use anyhow::{anyhow, ensure, Result};
-use gotrace::view::page;
+use gotrace::export::page;
 use gotrace_tests::browser::Browser;
 use serde_json::{json, Value};
 

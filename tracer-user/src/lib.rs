@@ -30,10 +30,9 @@ pub mod snapshot;
 pub mod symbols;
 pub mod target;
 pub mod ui;
-pub mod web;
 pub mod units;
 mod util;
-pub mod view;
+pub mod web;
 
 pub use error::{Error, Result};
 pub use session::{AttachOptions, Session};

@@ -4,7 +4,7 @@
 // Data: the inline <script type="application/json" id="gotrace-data"> when there is one (the
 // report: rendered once), else `api/page` fetched every `tick_s` seconds, relative to the page's
 // own URL so the same page works at `/` and at `/targets/ID/`. The shape is in README.md
-// ("Watching in the browser") and tracer-user/src/view/.
+// ("Watching in the browser") and tracer-user/src/export/page_data.rs.
 //
 // Stable hooks for tests and users (do not rename without updating tests/it/web*.rs):
 //   #status                 "live · updated 2s ago" / "target exited" / "cannot reach…"; class live|ended|error|report
