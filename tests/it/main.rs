@@ -20,6 +20,7 @@ mod goroutine_leak;
 mod heap;
 mod heap_growth;
 mod heap_patterns;
+mod live;
 mod names;
 mod nearest_release;
 mod privileges;

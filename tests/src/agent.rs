@@ -37,11 +37,23 @@ impl Agent {
     /// echoed to stderr if `echo`; waits until it listens.
     pub fn launch(bin: &Path, args: &[&str], echo: bool) -> Result<Agent> {
         let mut cmd = Command::new(bin);
-        cmd.args(["agent", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = children::spawn(&mut cmd).context("starting gotrace agent")?;
+        cmd.args(["agent", "--listen", "127.0.0.1:0"]).args(args);
+        Agent::serving(cmd, "listening on ", echo)
+    }
+
+    /// `BIN attach PID --web 127.0.0.1:0 ARGS...`, the live page's server: waits until it
+    /// prints the page's URL (then attached). `stop` ends the session as Ctrl-C would.
+    pub fn attach_web(bin: &Path, pid: u32, args: &[&str]) -> Result<Agent> {
+        let mut cmd = Command::new(bin);
+        cmd.args(["attach", &pid.to_string(), "--web", "127.0.0.1:0"])
+            .args(args);
+        Agent::serving(cmd, "live page at ", true)
+    }
+
+    /// Starts `cmd` and waits for the line that gives its address after `marker`.
+    fn serving(mut cmd: Command, marker: &'static str, echo: bool) -> Result<Agent> {
+        cmd.stdin(Stdio::null()).stderr(Stdio::piped());
+        let mut child = children::spawn(&mut cmd).with_context(|| format!("starting {cmd:?}"))?;
         let (tx, rx) = mpsc::channel();
         let log = Arc::new(Mutex::new(Vec::new()));
         let sink = log.clone();
@@ -51,15 +63,15 @@ impl Agent {
                 if echo {
                     eprintln!("agent: {line}");
                 }
-                if let Some(addr) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(addr.trim().to_string());
+                if let Some(addr) = line.split(marker).nth(1) {
+                    let _ = tx.send(addr.trim().trim_end_matches('/').to_string());
                 }
                 sink.lock().unwrap().push(line);
             }
         });
         let url = rx
             .recv_timeout(Duration::from_secs(30))
-            .with_context(|| format!("the agent never listened: {:?}", log.lock().unwrap()))?;
+            .with_context(|| format!("{cmd:?} never listened: {:?}", log.lock().unwrap()))?;
         Ok(Agent {
             child: Some(child),
             url,

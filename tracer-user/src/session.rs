@@ -386,7 +386,9 @@ impl Session {
         // The groups for the report's page: another walk of every stack, so only while there
         // are few enough for it to take a fraction of a second; a million are left to
         // `gotrace dump`.
-        let few = self.live_goroutines().is_some_and(|n| n <= MAX_GROUPED_GOROUTINES);
+        let few = self
+            .live_goroutines()
+            .is_some_and(|n| n <= MAX_GROUPED_GOROUTINES);
         if reason != StopReason::TargetExeced && few {
             self.final_groups = self.dump().ok().map(|d| d.groups);
         }

@@ -71,7 +71,8 @@ impl Node {
 
     fn prune(&mut self, min: u64) {
         self.children.retain(|c| c.value > min);
-        self.children.sort_by(|a, b| b.value.cmp(&a.value).then(a.name.cmp(&b.name)));
+        self.children
+            .sort_by(|a, b| b.value.cmp(&a.value).then(a.name.cmp(&b.name)));
         for c in &mut self.children {
             c.prune(min);
         }

@@ -65,9 +65,7 @@ impl Timeline {
             });
             self.stride *= 2;
         }
-        let since = |f: fn(&GcSnapshot) -> u32| {
-            Some(f(&gc?).wrapping_sub(f(&self.gc_at_attach?)))
-        };
+        let since = |f: fn(&GcSnapshot) -> u32| Some(f(&gc?).wrapping_sub(f(&self.gc_at_attach?)));
         self.points.push(TimePoint {
             t_s,
             heap_inuse: gc.map(|g| g.heap_in_use),
@@ -102,11 +100,19 @@ mod tests {
             tl.observe(s as f64, Some(gc), None);
         }
         let p = tl.points();
-        assert!(p.len() <= MAX_POINTS && p.len() > MAX_POINTS / 2, "{}", p.len());
+        assert!(
+            p.len() <= MAX_POINTS && p.len() > MAX_POINTS / 2,
+            "{}",
+            p.len()
+        );
         assert_eq!(p[0].t_s, 0.0);
         // Points are a stride apart (looks / MAX_POINTS at most), the latest one included.
         let last = p.last().unwrap();
-        assert!(last.t_s > (week - 2 * week / MAX_POINTS as u64) as f64, "{}", last.t_s);
+        assert!(
+            last.t_s > (week - 2 * week / MAX_POINTS as u64) as f64,
+            "{}",
+            last.t_s
+        );
         assert!(p.windows(2).all(|w| w[0].t_s < w[1].t_s));
         assert_eq!(p[0].gc_cycles, Some(0));
         assert_eq!(last.gc_cycles, Some((last.t_s as u32) / 60));

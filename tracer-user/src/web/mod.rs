@@ -88,7 +88,11 @@ impl LiveView {
             self.at_attach.clone_from(&self.inuse);
         }
         if let Some(now) = &self.inuse {
-            if self.ring.back().is_none_or(|(t, _)| t.elapsed() >= RING_EVERY) {
+            if self
+                .ring
+                .back()
+                .is_none_or(|(t, _)| t.elapsed() >= RING_EVERY)
+            {
                 if self.ring.len() == RING_LEN {
                     self.ring.pop_front();
                 }
@@ -106,8 +110,13 @@ impl LiveView {
                 self.alloc_cycle = cycle;
             }
         }
-        let wanted = self.groups_wanted.is_some_and(|t| t.elapsed() < GROUPS_WANTED_FOR);
-        let stale = self.groups.as_ref().is_none_or(|(t, ..)| t.elapsed() >= GROUPS_EVERY);
+        let wanted = self
+            .groups_wanted
+            .is_some_and(|t| t.elapsed() < GROUPS_WANTED_FOR);
+        let stale = self
+            .groups
+            .as_ref()
+            .is_none_or(|(t, ..)| t.elapsed() >= GROUPS_EVERY);
         if wanted && stale {
             let dump = session.dump()?;
             let tree = Node::of_groups(&dump.groups);
