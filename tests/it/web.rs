@@ -5,82 +5,31 @@
 //! file:// after the session, shows the same. Screenshots are kept under
 //! `target/test-artefacts/<test>/`. (`web_page.rs` tests the page on hand-written data.)
 
-use std::{
-    io::{BufRead, BufReader},
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    sync::mpsc,
-    time::Duration,
-};
+use std::{path::PathBuf, time::Duration};
 
-use anyhow::{bail, ensure, Context, Result};
-use gotrace_tests::{browser::Browser, children, fixtures, go, GoProcess, Toolchain, Variant};
+use anyhow::{ensure, Context, Result};
+use gotrace_tests::{
+    agent::Agent, browser::Browser, children, fixtures, go, GoProcess, Toolchain, Variant,
+};
 use serde_json::json;
 
-/// `gotrace attach PID --web 127.0.0.1:0`, its page's URL read from what it prints.
-struct Attached {
-    child: Child,
-    url: String,
-    out: PathBuf,
+/// `gotrace attach PID --web 127.0.0.1:0` writing into a fresh output directory.
+fn attach_web(pid: u32, tag: &str) -> Result<(Agent, PathBuf)> {
+    let out = fixtures::scratch_dir(tag)?.join("out");
+    let out_arg = out.display().to_string();
+    let web = Agent::attach_web(
+        &gotrace_tests::gotrace_bin(),
+        pid,
+        &["-q", "--interval", "500ms", "--out", &out_arg],
+    )?;
+    Ok((web, out))
 }
 
-impl Attached {
-    fn start(pid: u32, tag: &str) -> Result<Attached> {
-        let out = fixtures::scratch_dir(tag)?.join("out");
-        let mut child = children::spawn(
-            Command::new(gotrace_tests::gotrace_bin())
-                .arg("attach")
-                .arg(pid.to_string())
-                .args(["--web", "127.0.0.1:0", "-q", "--interval", "500ms", "--out"])
-                .arg(&out)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped()),
-        )?;
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        // Read to the end on its own thread: gotrace must never block on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
-                eprintln!("gotrace: {line}");
-                let _ = tx.send(line);
-            }
-        });
-        let url = loop {
-            match rx.recv_timeout(Duration::from_secs(30)) {
-                Ok(line) => {
-                    if let Some(url) = line.strip_prefix("gotrace: live page at ") {
-                        break url.trim().to_string();
-                    }
-                }
-                Err(_) => {
-                    children::kill_group(&mut child);
-                    bail!("gotrace attach --web printed no page address within 30 s");
-                }
-            }
-        };
-        Ok(Attached { child, url, out })
-    }
-
-    /// Stops the session as Ctrl-C does and waits for it to write its files.
-    fn stop(mut self) -> Result<PathBuf> {
-        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
-        rustix::process::kill_process(pid, rustix::process::Signal::INT)?;
-        for _ in 0..300 {
-            if let Some(status) = self.child.try_wait()? {
-                ensure!(status.success(), "gotrace attach ended with {status}");
-                return Ok(self.out.clone());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        bail!("gotrace attach did not stop within 30 s of SIGINT")
-    }
-}
-
-impl Drop for Attached {
-    fn drop(&mut self) {
-        children::kill_group(&mut self.child);
-    }
+/// Ends the session as Ctrl-C would; its files are written when it has exited.
+fn stop(web: Agent) -> Result<()> {
+    let status = web.stop()?;
+    ensure!(status.success(), "gotrace attach ended with {status}");
+    Ok(())
 }
 
 /// The rendered value of the first frame of #flamegraph whose name starts with arguments[0]
@@ -123,9 +72,9 @@ fn heap_leak_on_the_live_page_and_in_the_report() -> Result<()> {
     let _children = children::guard();
     let exe = fixtures::build("heapgrow", Toolchain::find(go::NEWEST)?, Variant::Default)?;
     let proc = GoProcess::start(&exe, &["-mode", "leak"])?;
-    let web = Attached::start(proc.pid(), "web-heap")?;
+    let (web, out) = attach_web(proc.pid(), "web-heap")?;
     let b = Browser::start("web_heap_leak")?;
-    b.goto(&web.url)?;
+    b.goto(&format!("{}/", web.url))?;
 
     // The heap in use: the leaking handler, bigger at a later look.
     let first = frame_above(&b, "main.handle", 0, Duration::from_secs(30))?;
@@ -166,7 +115,7 @@ fn heap_leak_on_the_live_page_and_in_the_report() -> Result<()> {
     assert_no_console_errors(&b)?;
 
     // The report: the same, from the file alone.
-    let out = web.stop()?;
+    stop(web)?;
     let index = out.join("index.html");
     b.goto(&format!("file://{}", index.display()))?;
     frame_above(&b, "main.handle", later, Duration::from_secs(10))?;
@@ -193,9 +142,9 @@ fn goroutine_leak_on_the_live_page_and_in_the_report() -> Result<()> {
     let _children = children::guard();
     let exe = fixtures::build("goleak", Toolchain::find(go::NEWEST)?, Variant::Default)?;
     let proc = GoProcess::start(&exe, &["-mode", "leak"])?;
-    let web = Attached::start(proc.pid(), "web-goroutines")?;
+    let (web, out) = attach_web(proc.pid(), "web-goroutines")?;
     let b = Browser::start("web_goroutine_leak")?;
-    b.goto(&web.url)?;
+    b.goto(&format!("{}/", web.url))?;
 
     // The goroutines by stack: the blocked workers, more of them at a later look.
     b.wait_for(
@@ -229,7 +178,7 @@ fn goroutine_leak_on_the_live_page_and_in_the_report() -> Result<()> {
     b.screenshot("findings")?;
     assert_no_console_errors(&b)?;
 
-    let out = web.stop()?;
+    stop(web)?;
     b.goto(&format!("file://{}", out.join("index.html").display()))?;
     b.wait_for(
         "the report",
