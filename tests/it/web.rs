@@ -2,7 +2,8 @@
 //! leaking fixture serves a page that loads without a console error, draws the leaking
 //! function in its flamegraph and redraws it bigger, shows the finding as it appears and the
 //! blocked goroutines in the groups table; the output directory's `index.html`, opened as
-//! file:// after the session, shows the same. Screenshots are kept under
+//! file:// after the session, shows the same; `gotrace agent`'s page lists its targets with
+//! their labels and findings, each linking to its live page. Screenshots are kept under
 //! `target/test-artefacts/<test>/`. (`web_page.rs` tests the page on hand-written data.)
 
 use std::{path::PathBuf, time::Duration};
@@ -198,5 +199,59 @@ fn goroutine_leak_on_the_live_page_and_in_the_report() -> Result<()> {
     b.click("[data-kind=goroutines]")?;
     frame_above(&b, "main.handle.func", later, Duration::from_secs(10))?;
     b.screenshot("report-goroutine-flamegraph")?;
+    assert_no_console_errors(&b)
+}
+
+#[test]
+fn the_agents_page_lists_its_targets_and_links_to_each_ones_live_page() -> Result<()> {
+    let _children = children::guard();
+    let dir = fixtures::scratch_dir("web-agent")?;
+    let exe = dir.join("heapgrow");
+    std::fs::copy(
+        fixtures::build("heapgrow", Toolchain::find(go::NEWEST)?, Variant::Default)?,
+        &exe,
+    )?;
+    let proc = GoProcess::start(&exe, &["-mode", "leak"])?;
+    let agent = Agent::start(&[
+        "--include",
+        &format!("{}/*", dir.display()),
+        "--min-age",
+        "1s",
+    ])?;
+    let id = agent.wait_for(proc.pid(), Duration::from_secs(15))?["id"]
+        .as_str()
+        .context("a target id")?
+        .to_string();
+    let b = Browser::start("web_agent")?;
+    b.goto(&format!("{}/", agent.url))?;
+
+    // The list: the target with its labels, then its finding.
+    let row = format!("#targets tr.target[data-id={}]", json!(id));
+    let text = b.wait_for(
+        "the target in the agent's list",
+        Duration::from_secs(20),
+        &format!(
+            "const r = document.querySelector({}); return r ? r.innerText : null;",
+            json!(row)
+        ),
+    )?;
+    let text = text.as_str().unwrap_or_default();
+    for s in ["heapgrow", &format!("pid={}", proc.pid()), "exe=heapgrow"] {
+        ensure!(text.contains(s), "{s:?} not in {text}");
+    }
+    b.wait_for(
+        "the target's heap-growth finding in the list",
+        Duration::from_secs(60),
+        &format!("const r = document.querySelector({}); return r && r.innerText.includes('heap-growth at main.handle');", json!(row)),
+    )?;
+    b.screenshot("targets")?;
+
+    // Its link opens its live page, fed by its own api/page.
+    b.click(&format!("{row} a"))?;
+    frame_above(&b, "main.handle", 0, Duration::from_secs(30))?;
+    let path = b.eval("return location.pathname;", &[])?;
+    ensure!(path == format!("/targets/{id}/").as_str(), "{path}");
+    ensure!(b.text("#target")?.contains(&proc.pid().to_string()));
+    b.screenshot("target")?;
     assert_no_console_errors(&b)
 }

@@ -539,6 +539,18 @@ fn agent_lists_targets_that_link_to_their_live_view() -> Result<()> {
     ] {
         ensure!(row.contains(s), "{s:?} not in {row}");
     }
+    // Laid out as a table: each cell under its heading.
+    let misplaced = b.eval(
+        "const th = [...document.querySelectorAll('#targets thead th')]; \
+         const td = [...document.querySelectorAll('#targets tr.target td')]; \
+         const x = c => Math.round(c.getBoundingClientRect().left); \
+         return td.length !== th.length || td.some((c, i) => Math.abs(x(c) - x(th[i])) > 1) ? {th: th.map(x), td: td.map(x)} : false;",
+        &[],
+    )?;
+    ensure!(
+        misplaced == false,
+        "the target row's cells are not under their headings: {misplaced}"
+    );
     // Only the targets tab is offered.
     let tabs = strings(b.eval("return [...document.querySelectorAll('nav [data-view]')].filter(b => !b.hidden).map(b => b.dataset.view);", &[])?);
     ensure!(tabs == ["targets"], "{tabs:?}");

@@ -7,7 +7,7 @@
 // ("Watching in the browser") and tracer-user/src/export/page_data.rs.
 //
 // Stable hooks for tests and users (do not rename without updating tests/it/web*.rs):
-//   #status                 "live · updated 2s ago" / "target exited" / "cannot reach…"; class live|ended|error|report
+//   #status                 "live · updated 2s ago" / "target exited…" / "cannot reach gotrace…"; class live|ended|error|report
 //   #target, #stats         the header: pid, exe, Go version; heap in use vs goal, goroutines, session time
 //   nav [data-view=V]       tab buttons, V in flame|timelines|findings|groups|diff|targets;
 //                           aria-selected="true" on the open one; section#view-V holds its view
@@ -44,6 +44,7 @@ const state = {
   diffBase: '',
   lastOk: 0,
   error: null,
+  gone: false, // api/page answered 404
   seenFindings: null, // keys of the findings shown so far (null before the first data)
   openStacks: new Set(), // <details> the user opened, kept open across ticks
   groupsSig: '',
@@ -106,6 +107,7 @@ async function poll() {
   try {
     // A server that accepts and never answers must not stop the polling.
     const r = await fetch(apiUrl(), { cache: 'no-store', signal: AbortSignal.timeout(15000) });
+    state.gone = r.status === 404;
     if (!r.ok) throw new Error(`HTTP ${r.status}${r.statusText ? ' ' + r.statusText : ''}`);
     data = await r.json();
     state.lastOk = Date.now();
@@ -187,8 +189,13 @@ function showStatus() {
     return;
   }
   const ago = state.lastOk ? `${Math.round((Date.now() - state.lastOk) / 1000)}s ago` : 'never';
+  if (state.error && state.gone) {
+    // The agent forgets a target that exited.
+    setStatus('ended', `target exited: gotrace no longer serves it · last data ${ago}`);
+    return;
+  }
   if (state.error) {
-    setStatus('error', `cannot reach gotrace (${state.error}) · retrying · last data ${ago}`);
+    setStatus('error', `cannot reach gotrace (${state.error}): the session may have ended · retrying · last data ${ago}`);
     return;
   }
   const end = d && d.report && d.report.session && d.report.session.end_reason;
