@@ -92,6 +92,14 @@ fn build_page(web: &std::path::Path) {
     for p in ["src", "package.json", "package-lock.json", "build.mjs"] {
         println!("cargo:rerun-if-changed={}", web.join(p).display());
     }
+    // One cargo run may build this crate twice at once (the library for tests, the binary):
+    // one installation at a time, and no bundling from a node_modules being replaced. The lock
+    // goes with the file when this function returns.
+    let lock_path = web.join(".build.lock");
+    let lock = std::fs::File::create(&lock_path)
+        .unwrap_or_else(|e| panic!("creating {}: {e}", lock_path.display()));
+    lock.lock()
+        .unwrap_or_else(|e| panic!("locking {}: {e}", lock_path.display()));
     let npm = |args: &[&str]| {
         let mut cmd = Command::new("npm");
         cmd.current_dir(web).args(args);
