@@ -17,7 +17,8 @@ use gotrace::export::page;
 use gotrace_tests::browser::Browser;
 use serde_json::{json, Value};
 
-const WAIT: Duration = Duration::from_secs(10);
+/// Generous: the suite runs many tests at once on few cores.
+const WAIT: Duration = Duration::from_secs(20);
 
 fn node(name: &str, value: u64, children: Vec<Value>) -> Value {
     json!({"name": name, "value": value, "children": children})
