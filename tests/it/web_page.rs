@@ -567,3 +567,44 @@ fn agent_lists_targets_that_link_to_their_live_view() -> Result<()> {
     b.screenshot("target")?;
     assert_no_console_errors(&b)
 }
+
+#[test]
+fn report_without_profiles_says_so_in_every_view() -> Result<()> {
+    let _children = gotrace_tests::children::guard();
+    // What a `--read-only` session of a program that never sampled its heap leaves, say.
+    let mut data = sample("report", 0);
+    data["flames"] = json!({"inuse_space": null, "alloc_space": null, "goroutines": null});
+    data["groups"] = Value::Null;
+    data["diff"] = Value::Null;
+    data["diff_bases"] = json!([]);
+    data["report"]["timeline"] = json!([]);
+    data["report"]["findings"] = json!([]);
+    let dir = tempfile::tempdir()?;
+    let index = dir.path().join("index.html");
+    std::fs::write(&index, page::with_data(&data.to_string()))?;
+    let b = Browser::start("web_page_empty_report")?;
+    b.goto(&format!("file://{}", index.display()))?;
+    b.wait_for(
+        "the report",
+        WAIT,
+        "return document.getElementById('status').textContent.startsWith('report');",
+    )?;
+    for (view, empty, says) in [
+        ("flame", "#flame-empty", "No heap in use profile"),
+        ("timelines", "#timelines-empty", "No timeline yet"),
+        ("findings", "#findings", "No finding so far"),
+        (
+            "groups",
+            "#groups-empty",
+            "No goroutine groups in this report",
+        ),
+        ("diff", "#diff-empty", "No base to compare with yet"),
+    ] {
+        b.click(&format!("[data-view={view}]"))?;
+        let text = b.text(empty)?;
+        ensure!(text.contains(says), "{view}: {text:?}");
+    }
+    ensure!(b.text("#top-table tbody")?.is_empty());
+    b.screenshot("empty")?;
+    assert_no_console_errors(&b)
+}
