@@ -29,3 +29,5 @@ mod sampler;
 mod symbols;
 mod top;
 mod unchanged_behaviour;
+mod web;
+mod web_page;
