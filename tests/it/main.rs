@@ -12,6 +12,7 @@ mod chan_backlog;
 mod check;
 mod cli;
 mod datasyms;
+mod diff;
 mod dump;
 mod export;
 mod finalizer_abuse;

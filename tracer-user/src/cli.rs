@@ -8,7 +8,7 @@ use gotrace::{
     agent::history::{self, HistoryReader},
     attach::Handover,
     detect::DetectConfig,
-    export,
+    export::{self, flamegraph::HeapValue},
     files::{OutDir, OutFile, Sink},
     probes::ProbeSelection,
     session::{AttachOptions, Session},
@@ -73,6 +73,65 @@ pub enum Command {
     /// output directory. Needs only read access to the state directory.
     #[command(after_help = HISTORY_EXAMPLES)]
     History(HistoryArgs),
+    /// Compare two heap profiles: the functions whose heap grew most, and a differential
+    /// flamegraph. Needs no privileges (only read access to the files or the history).
+    #[command(after_help = DIFF_EXAMPLES)]
+    Diff(DiffArgs),
+}
+
+const DIFF_EXAMPLES: &str = "\
+Examples:
+  gotrace diff before/heap.pb.gz after/heap.pb.gz            the table of what grew
+  gotrace diff gotrace-4242-0900/ gotrace-4242-1000/ --out grew.svg
+  curl -so a.pb.gz localhost:6060/debug/pprof/heap; sleep 600; curl -so b.pb.gz localhost:6060/debug/pprof/heap
+  gotrace diff a.pb.gz b.pb.gz --sample-index alloc_space --top 10
+  gotrace diff --target 4242-1234567 --since 1h --out grew.svg   from the agent's history
+
+BASE and NEW are heap profiles in pprof's format (gzipped or not: gotrace's heap.pb.gz, Go's
+own /debug/pprof/heap) or gotrace output directories (their heap.pb.gz). With --target, NEW is
+the target's newest snapshot in the agent's history and BASE the newest one taken at least
+--since ago. Each row is a function's flat value (allocated in the function itself), as
+`go tool pprof -top -diff_base BASE NEW` counts it, with the site in it that changed most;
+the totals are the same as pprof's. In the flamegraph (NEW's stacks), red grew, blue shrank.";
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// The earlier profile: a heap profile file or a gotrace output directory.
+    #[arg(value_name = "BASE", required_unless_present = "target")]
+    pub base: Option<PathBuf>,
+    /// The later profile.
+    #[arg(value_name = "NEW", required_unless_present = "target")]
+    pub new: Option<PathBuf>,
+    /// Compare snapshots of this agent target (PID-STARTTIME, see `gotrace history list`)
+    /// instead of two files.
+    #[arg(long, value_name = "TARGET_ID", conflicts_with_all = ["base", "new"], requires = "since")]
+    pub target: Option<String>,
+    /// With --target: how far back BASE is (e.g. 1h, 30m).
+    #[arg(long, value_parser = parse_duration, requires = "target")]
+    pub since: Option<Duration>,
+    /// The agent's state directory (its --state-dir), for --target.
+    #[arg(long, value_name = "DIR", default_value = history::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// Which value to compare: inuse_space, inuse_objects, alloc_space or alloc_objects.
+    #[arg(long, default_value = "inuse_space", value_parser = parse_sample_index)]
+    pub sample_index: HeapValue,
+    /// How many functions to list.
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
+    /// Also write the differential flamegraph (SVG) to this file (its directory must exist;
+    /// a file there is replaced atomically, never written through a symlink).
+    #[arg(short, long, value_name = "FILE.svg")]
+    pub out: Option<PathBuf>,
+    /// Print the comparison as JSON (every function that changed) instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_sample_index(s: &str) -> std::result::Result<HeapValue, String> {
+    HeapValue::from_sample_type(s).ok_or_else(|| {
+        let names: Vec<&str> = HeapValue::ALL.iter().map(|v| v.sample_type()).collect();
+        format!("not a heap sample type; one of {}", names.join(", "))
+    })
 }
 
 const AGENT_EXAMPLES: &str = "\
@@ -416,6 +475,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Top(args) => top(args),
         Command::Check(args) => check(args),
         Command::History(args) => history(args),
+        Command::Diff(args) => diff(args),
         Command::Agent(args) => agent(args),
         Command::Dump(args) => {
             let dump = gotrace::dump::take(args.pid, args.system)?;
@@ -431,6 +491,32 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn diff(args: DiffArgs) -> Result<ExitCode> {
+    use export::diff::{self, Diff, Input};
+    // Checked before the profiles are read, so that a bad --out fails at once.
+    let mut out = args.out.as_deref().map(OutFile::open).transpose()?;
+    let (base, new) = match (&args.target, args.since, &args.base, &args.new) {
+        (Some(target), Some(since), _, _) => {
+            let reader = HistoryReader::open(&args.state_dir)?;
+            Input::from_history(&reader, target, since, std::time::SystemTime::now())?
+        }
+        (_, _, Some(base), Some(new)) => (Input::read(base)?, Input::read(new)?),
+        // clap already refuses these.
+        _ => anyhow::bail!("give BASE and NEW, or --target ID with --since DURATION"),
+    };
+    let table = Diff::new(&base, &new, args.sample_index)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&table)?);
+    } else {
+        print!("{}", table.render(args.top));
+    }
+    if let Some(file) = out.as_mut() {
+        let path = file.write(&diff::svg(&base, &new, args.sample_index)?)?;
+        eprintln!("gotrace: wrote {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn agent(args: AgentArgs) -> Result<ExitCode> {

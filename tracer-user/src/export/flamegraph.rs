@@ -25,6 +25,18 @@ pub enum HeapValue {
 }
 
 impl HeapValue {
+    pub const ALL: [HeapValue; 4] = [
+        HeapValue::InuseBytes,
+        HeapValue::InuseObjects,
+        HeapValue::AllocBytes,
+        HeapValue::AllocObjects,
+    ];
+
+    /// The value named as pprof names it (`inuse_space`...), for `--sample-index`.
+    pub fn from_sample_type(name: &str) -> Option<HeapValue> {
+        Self::ALL.into_iter().find(|v| v.sample_type() == name)
+    }
+
     /// The sample type of Go's heap profile holding this value.
     pub fn sample_type(self) -> &'static str {
         match self {
@@ -56,67 +68,130 @@ impl HeapValue {
 /// The frame name of a sample with no frames at all, so that its value still counts.
 pub const NO_STACK: &str = "[unknown]";
 
+/// One frame of a sample's stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Frame<'p> {
+    /// A function (an inlined call is a frame of its own), with the line of the call or, in
+    /// the innermost frame, of the allocation. `file` is empty when the profile has none.
+    Function {
+        name: &'p str,
+        file: &'p str,
+        line: i64,
+    },
+    /// An address the profile has no frames for.
+    Address(u64),
+}
+
+impl Frame<'_> {
+    /// The frame's name as pprof shows it: the function, or the address.
+    pub(crate) fn name(&self) -> String {
+        match self {
+            Frame::Function { name, .. } => frame_name(name),
+            Frame::Address(a) => format!("{a:#x}"),
+        }
+    }
+}
+
+/// The samples of one sample type of a profile, with their stacks resolved.
+pub(crate) struct Stacks<'p> {
+    profile: &'p proto::Profile,
+    index: usize,
+    locations: HashMap<u64, &'p proto::Location>,
+    functions: HashMap<u64, &'p proto::Function>,
+}
+
+impl<'p> Stacks<'p> {
+    /// The sample type is found by name, never by position: profiles written by different
+    /// programs order their sample types differently.
+    pub(crate) fn new(profile: &'p proto::Profile, sample_type: &str) -> Result<Self> {
+        let mut index = None;
+        for (i, t) in profile.sample_type.iter().enumerate() {
+            if string(profile, t.r#type)? == sample_type {
+                index = Some(i);
+            }
+        }
+        let index = index.ok_or_else(|| {
+            Error::Export(format!("the profile has no sample type {sample_type:?}"))
+        })?;
+        Ok(Stacks {
+            profile,
+            index,
+            locations: profile.location.iter().map(|l| (l.id, l)).collect(),
+            functions: profile.function.iter().map(|f| (f.id, f)).collect(),
+        })
+    }
+
+    /// Every sample with its value.
+    pub(crate) fn samples(&self) -> impl Iterator<Item = (&'p proto::Sample, i64)> + '_ {
+        self.profile
+            .sample
+            .iter()
+            .map(|s| (s, s.value.get(self.index).copied().unwrap_or(0)))
+    }
+
+    /// The frames of `sample`, innermost first, into `out` (cleared first).
+    pub(crate) fn frames(&self, sample: &proto::Sample, out: &mut Vec<Frame<'p>>) -> Result<()> {
+        out.clear();
+        for id in &sample.location_id {
+            let loc = self.locations.get(id).ok_or_else(|| {
+                Error::Export(format!(
+                    "a sample names location {id}, which does not exist"
+                ))
+            })?;
+            if loc.line.is_empty() {
+                out.push(Frame::Address(loc.address));
+            }
+            for line in &loc.line {
+                let f = self.functions.get(&line.function_id).ok_or_else(|| {
+                    Error::Export(format!(
+                        "location {id} names function {}, which does not exist",
+                        line.function_id
+                    ))
+                })?;
+                out.push(Frame::Function {
+                    name: string(self.profile, f.name)?,
+                    file: string(self.profile, f.filename)?,
+                    line: line.line,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn string(profile: &proto::Profile, i: i64) -> Result<&str> {
+    usize::try_from(i)
+        .ok()
+        .and_then(|i| profile.string_table.get(i))
+        .map(String::as_str)
+        .ok_or_else(|| Error::Export(format!("string index {i} out of range")))
+}
+
 /// The folded stacks of `profile` for the sample type named `sample_type`: one line per
 /// distinct stack (sorted), root first, inlined calls expanded (the function they were
 /// inlined into comes first), then the summed value. Samples whose value is zero or
 /// negative are left out, as a flamegraph cannot draw them. An address pprof has no frames
 /// for is shown as its runtime address.
 pub fn folded(profile: &proto::Profile, sample_type: &str) -> Result<String> {
-    let string = |i: i64| -> Result<&str> {
-        usize::try_from(i)
-            .ok()
-            .and_then(|i| profile.string_table.get(i))
-            .map(String::as_str)
-            .ok_or_else(|| Error::Export(format!("string index {i} out of range")))
-    };
-    let mut index = None;
-    for (i, t) in profile.sample_type.iter().enumerate() {
-        if string(t.r#type)? == sample_type {
-            index = Some(i);
-        }
-    }
-    let index = index
-        .ok_or_else(|| Error::Export(format!("the profile has no sample type {sample_type:?}")))?;
-    let locations: HashMap<u64, &proto::Location> =
-        profile.location.iter().map(|l| (l.id, l)).collect();
-    let functions: HashMap<u64, &proto::Function> =
-        profile.function.iter().map(|f| (f.id, f)).collect();
-
-    let mut stacks: BTreeMap<String, i64> = BTreeMap::new();
-    let mut names: Vec<String> = Vec::new();
-    for sample in &profile.sample {
-        let value = sample.value.get(index).copied().unwrap_or(0);
+    let stacks = Stacks::new(profile, sample_type)?;
+    let mut folded: BTreeMap<String, i64> = BTreeMap::new();
+    let mut frames = Vec::new();
+    for (sample, value) in stacks.samples() {
         if value <= 0 {
             continue;
         }
-        names.clear();
-        for id in sample.location_id.iter().rev() {
-            let loc = locations.get(id).ok_or_else(|| {
-                Error::Export(format!(
-                    "a sample names location {id}, which does not exist"
-                ))
-            })?;
-            if loc.line.is_empty() {
-                names.push(format!("{:#x}", loc.address));
-            }
-            for line in loc.line.iter().rev() {
-                let f = functions.get(&line.function_id).ok_or_else(|| {
-                    Error::Export(format!(
-                        "location {id} names function {}, which does not exist",
-                        line.function_id
-                    ))
-                })?;
-                names.push(frame_name(string(f.name)?));
-            }
-        }
-        if names.is_empty() {
-            names.push(NO_STACK.into());
-        }
-        let total = stacks.entry(names.join(";")).or_insert(0);
+        stacks.frames(sample, &mut frames)?;
+        let names: Vec<String> = frames.iter().rev().map(Frame::name).collect();
+        let stack = if names.is_empty() {
+            NO_STACK.to_string()
+        } else {
+            names.join(";")
+        };
+        let total = folded.entry(stack).or_insert(0);
         *total = total.saturating_add(value);
     }
     let mut out = String::new();
-    for (stack, value) in stacks {
+    for (stack, value) in folded {
         out.push_str(&stack);
         out.push(' ');
         out.push_str(&value.to_string());
@@ -127,7 +202,7 @@ pub fn folded(profile: &proto::Profile, sample_type: &str) -> Result<String> {
 
 /// `;` separates frames and a line ends a stack; Go's raw names of generic functions over
 /// struct types contain `; ` (`go.shape.struct { A int; B int }`).
-fn frame_name(name: &str) -> String {
+pub(crate) fn frame_name(name: &str) -> String {
     let name = if name.is_empty() { "[unknown]" } else { name };
     name.replace(';', ",").replace(['\n', '\r'], " ")
 }
@@ -199,6 +274,43 @@ pub fn heap_svg(
         },
         &mut out,
     )?;
+    Ok(out)
+}
+
+/// The differential flamegraph of one value of two heap profiles: the frames of `new`, as
+/// wide as in `new`, red where they grew since `base` and blue where they shrank (the more,
+/// the deeper); each tooltip gives the change as a share of `new`'s total. What `base` had
+/// and `new` no longer has has no width to draw: the table of `gotrace diff` lists it.
+pub fn heap_diff_svg(
+    base: &proto::Profile,
+    new: &proto::Profile,
+    value: HeapValue,
+    subtitle: Option<&str>,
+) -> Result<Vec<u8>> {
+    let new_stacks = folded(new, value.sample_type())?;
+    let title = format!("{}: growth", value.title());
+    let opts = SvgOptions {
+        title: &title,
+        subtitle,
+        count_name: value.count_name(),
+    };
+    let mut out = Vec::new();
+    if new_stacks.lines().all(|l| l.trim().is_empty()) {
+        svg("", &opts, &mut out)?;
+        return Ok(out);
+    }
+    let mut pairs = Vec::new();
+    inferno::differential::from_readers(
+        // Absolute values: a heap that grew everywhere is red everywhere, as it should be.
+        inferno::differential::Options::default(),
+        folded(base, value.sample_type())?.as_bytes(),
+        new_stacks.as_bytes(),
+        &mut pairs,
+    )
+    .map_err(|e| Error::Export(format!("pairing the stacks: {e}")))?;
+    let pairs =
+        String::from_utf8(pairs).map_err(|e| Error::Export(format!("pairing the stacks: {e}")))?;
+    svg(&pairs, &opts, &mut out)?;
     Ok(out)
 }
 
