@@ -809,11 +809,7 @@ mod tests {
         // Not the state: this test process runs (R) or waits (S) from one read to the next.
         assert_eq!(
             (mine.flags, mine.start_time, mine.start_stack),
-            (
-                procfs.flags,
-                procfs.starttime,
-                procfs.startstack
-            )
+            (procfs.flags, procfs.starttime, procfs.startstack)
         );
         assert_eq!(Stat::parse(b"1 (x) S 1"), None);
     }
