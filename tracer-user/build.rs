@@ -13,6 +13,7 @@ fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_path_buf();
     compile_protos(&root);
+    build_page(&manifest_dir.join("web"));
     let ebpf_dir = root.join("tracer-ebpf");
     for p in [
         "tracer-ebpf/src",
@@ -82,6 +83,89 @@ fn compile_protos(root: &std::path::Path) {
         .bytes([".push.v1.RawSample.raw_profile"])
         .compile_fds(fds)
         .unwrap_or_else(|e| panic!("generating Rust code for {files:?}: {e}"));
+}
+
+/// Builds the web page (`web/`, see `export/page.rs`) into `OUT_DIR/page.html`: the npm packages
+/// of the lockfile installed into `web/node_modules` when it is missing or older than the
+/// lockfile, then `web/build.mjs` (esbuild) bundles and inlines everything into one file.
+fn build_page(web: &std::path::Path) {
+    for p in ["src", "package.json", "package-lock.json", "build.mjs"] {
+        println!("cargo:rerun-if-changed={}", web.join(p).display());
+    }
+    // One cargo run may build this crate twice at once (the library for tests, the binary):
+    // one installation at a time, and no bundling from a node_modules being replaced. The lock
+    // goes with the file when this function returns.
+    let lock_path = web.join(".build.lock");
+    let lock = std::fs::File::create(&lock_path)
+        .unwrap_or_else(|e| panic!("creating {}: {e}", lock_path.display()));
+    lock.lock()
+        .unwrap_or_else(|e| panic!("locking {}: {e}", lock_path.display()));
+    let npm = |args: &[&str]| {
+        let mut cmd = Command::new("npm");
+        cmd.current_dir(web).args(args);
+        cmd
+    };
+    let have_npm = || {
+        npm(&["--version"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    // `cargo xtask` builds this crate before its own set-up could install anything, so a fresh
+    // machine gets Node.js here, as it gets rust-src and bpf-linker below.
+    if !have_npm() && is_root() && Command::new("apt-get").arg("--version").output().is_ok() {
+        println!("cargo:warning=installing Node.js and npm (apt-get install nodejs npm) to build the web page");
+        let install = || {
+            Command::new("apt-get")
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .args([
+                    "install",
+                    "-y",
+                    "-q",
+                    "--no-install-recommends",
+                    "nodejs",
+                    "npm",
+                ])
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !install() {
+            // The package lists of a fresh machine may be missing or stale.
+            let _ = Command::new("apt-get").args(["update", "-q"]).status();
+            install();
+        }
+    }
+    if !have_npm() {
+        panic!(
+            "building gotrace's web page needs Node.js and npm, which were not found: \
+             install them (`apt install nodejs npm`) or run `cargo xtask setup` as root"
+        );
+    }
+    let mtime = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    // npm writes node_modules/.package-lock.json at each install: its age is the install's.
+    let installed = mtime(&web.join("node_modules/.package-lock.json"));
+    let locked = mtime(&web.join("package-lock.json"));
+    if installed.is_none() || installed < locked {
+        run(
+            &mut npm(&["ci", "--prefer-offline", "--no-audit", "--no-fund"]),
+            "installing the web page's npm packages (npm ci in tracer-user/web)",
+        );
+    }
+    let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("page.html");
+    let mut build = Command::new("node");
+    build.current_dir(web).arg("build.mjs").arg(&out);
+    run(
+        &mut build,
+        "building the web page (node build.mjs in tracer-user/web)",
+    );
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|uids| uids.split_whitespace().nth(1))
+            == Some("0")
+    })
 }
 
 struct Toolchain {

@@ -85,7 +85,11 @@ fn attach_web_serves_the_growing_heap_and_the_report_page_holds_it() -> Result<(
     let proc = GoProcess::start(&exe, &["-mode", "leak"])?;
     let out = fixtures::scratch_dir("live-web")?.join("out");
     let out_arg = out.display().to_string();
-    let web = Agent::attach_web(proc.pid(), &["-q", "--interval", "500ms", "-o", &out_arg])?;
+    let web = Agent::attach_web(
+        &gotrace_tests::gotrace_bin(),
+        proc.pid(),
+        &["-q", "--interval", "500ms", "-o", &out_arg],
+    )?;
 
     let leaking = |p: &Value| frame_value(&p["flames"]["inuse_space"], "main.handle");
     let first = page_until(&web, "/api/page", Duration::from_secs(30), |p| {
@@ -99,13 +103,11 @@ fn attach_web_serves_the_growing_heap_and_the_report_page_holds_it() -> Result<(
     })?;
     // The allocations of the latest GC interval: the leaking handler allocates at every
     // request.
-    let grown = page_until(&web, "/api/page", Duration::from_secs(30), |p| {
+    let allocating = page_until(&web, "/api/page", Duration::from_secs(30), |p| {
         frame_value(&p["flames"]["alloc_space"], "main.handle") > 0
-    })
-    .map(|p| {
-        assert!(leaking(&p) >= leaking(&grown));
-        p
     })?;
+    assert!(leaking(&allocating) >= leaking(&grown));
+    let grown = allocating;
     // Only the ones asked for are read: a walk of every goroutine.
     assert!(grown["groups"].is_null() && grown["flames"]["goroutines"].is_null());
 

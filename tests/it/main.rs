@@ -28,4 +28,7 @@ mod privileges;
 mod root_safety;
 mod sampler;
 mod symbols;
+mod top;
 mod unchanged_behaviour;
+mod web;
+mod web_page;

@@ -41,10 +41,10 @@ impl Agent {
         Agent::serving(cmd, "listening on ", echo)
     }
 
-    /// `gotrace attach PID --web 127.0.0.1:0 ARGS...`, the live page's server: waits until it
+    /// `BIN attach PID --web 127.0.0.1:0 ARGS...`, the live page's server: waits until it
     /// prints the page's URL (then attached). `stop` ends the session as Ctrl-C would.
-    pub fn attach_web(pid: u32, args: &[&str]) -> Result<Agent> {
-        let mut cmd = Command::new(gotrace_bin());
+    pub fn attach_web(bin: &Path, pid: u32, args: &[&str]) -> Result<Agent> {
+        let mut cmd = Command::new(bin);
         cmd.args(["attach", &pid.to_string(), "--web", "127.0.0.1:0"])
             .args(args);
         Agent::serving(cmd, "live page at ", true)

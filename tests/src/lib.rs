@@ -1,9 +1,10 @@
 //! Test kit for gotrace's integration tests: Go toolchains, fixture builds, fixture processes,
-//! background tracing sessions, kernel hygiene checks, an HTTP receiver for pushes and the accounting of every child
+//! background tracing sessions, kernel hygiene checks, an HTTP receiver for pushes, a headless browser (`browser`) and the accounting of every child
 //! process a test starts (`children`). The tests live in `tests/it/`.
 
 pub mod agent;
 pub mod bpf;
+pub mod browser;
 pub mod children;
 pub mod fixtures;
 pub mod go;

@@ -53,6 +53,10 @@ pub enum Command {
     /// creation site, grouped by identical stacks — like SIGQUIT, but the process keeps running.
     #[command(after_help = DUMP_EXAMPLES)]
     Dump(DumpArgs),
+    /// A live terminal view of a running Go process, like top: allocation sites by bytes in
+    /// use with their growth, `go` statements by live goroutines, the findings (`q` quits).
+    #[command(after_help = TOP_EXAMPLES)]
+    Top(TopArgs),
     /// Record a heap profile of a running Go process into a pprof file (no eBPF needed).
     #[command(after_help = RECORD_EXAMPLES)]
     Record(RecordArgs),
@@ -258,6 +262,29 @@ pub struct CheckArgs {
     pub detect: DetectConfig,
 }
 
+const TOP_EXAMPLES: &str = "\
+Examples:
+  sudo gotrace top 4242
+  sudo gotrace top $(pidof mysvc) --interval 2s
+
+Keys: 1 heap sites, 2 go statements, 3 findings (or Tab); s (or < >) changes the sort column;
+? explains the columns; q, Esc or Ctrl-C quits. Costs the program what `gotrace attach` does
+with no probe flag: memory reads, and Go's heap sampler turned on at 512 KiB if it is off
+(restored on exit). Needs a terminal; `gotrace attach` writes a report instead.";
+
+#[derive(Args, Debug)]
+pub struct TopArgs {
+    /// Process id of the Go program.
+    pub pid: u32,
+
+    /// Time between refreshes (the runtime's state is read at each).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+
+    #[command(flatten)]
+    pub detect: DetectConfig,
+}
+
 const RECORD_EXAMPLES: &str = "\
 Examples:
   sudo gotrace record 4242 --duration 30s -o heap.pb.gz
@@ -446,6 +473,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Attach(args) => attach(args),
         Command::Inspect(args) => inspect(args),
         Command::Record(args) => record(args),
+        Command::Top(args) => top(args),
         Command::Check(args) => check(args),
         Command::History(args) => history(args),
         Command::Diff(args) => diff(args),
@@ -700,31 +728,8 @@ fn attach(args: AttachArgs) -> Result<ExitCode> {
     let written = write_outputs(&snapshot, &mut sink, flamegraph.as_mut())?;
     let report = &snapshot.report;
     eprintln!(
-        "gotrace: {} after {:.1}s; probes removed{}. {} goroutines started, {} exited{}, {} events lost",
-        match reason {
-            StopReason::Stopped => "stopped",
-            StopReason::Duration => "done",
-            StopReason::TargetExited => "target exited",
-            StopReason::TargetExeced => "target exec'd another program",
-        },
-        report.session.duration_s,
-        match session.attachment().sampler().handover() {
-            Some(Handover::Restored(r)) => format!(", sampler restored (MemProfileRate {r})"),
-            Some(Handover::KeptFor { sessions, rate }) => format!(
-                ", sampler left at MemProfileRate {rate} for {sessions} other gotrace session(s)"
-            ),
-            Some(Handover::ProgramOwn(r)) =>
-                format!(", sampler left at the program's own MemProfileRate {r}"),
-            _ => String::new(),
-        },
-        report.counters.goroutines_created,
-        report.counters.goroutines_exited,
-        report
-            .counters
-            .finalizers_set
-            .map(|n| format!(", {n} finalizers set"))
-            .unwrap_or_default(),
-        report.counters.events_lost,
+        "{}",
+        end_line(reason, report.session.duration_s, report, &session)
     );
     print_heap_top(report, 5);
     if !report.goroutines.live_by_site.is_empty() {
@@ -751,6 +756,39 @@ fn attach(args: AttachArgs) -> Result<ExitCode> {
     }
     finish(sink, flamegraph)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `gotrace: stopped after 12.3s; probes removed, sampler restored (...). 40 goroutines
+/// started, ...`: how a session ended, when (seconds since attach) and what it left in the
+/// target.
+fn end_line(reason: StopReason, after_s: f64, report: &Report, session: &Session) -> String {
+    format!(
+        "gotrace: {} after {:.1}s; probes removed{}. {} goroutines started, {} exited{}, {} events lost",
+        match reason {
+            StopReason::Stopped => "stopped",
+            StopReason::Duration => "done",
+            StopReason::TargetExited => "target exited",
+            StopReason::TargetExeced => "target exec'd another program",
+        },
+        after_s,
+        match session.attachment().sampler().handover() {
+            Some(Handover::Restored(r)) => format!(", sampler restored (MemProfileRate {r})"),
+            Some(Handover::KeptFor { sessions, rate }) => format!(
+                ", sampler left at MemProfileRate {rate} for {sessions} other gotrace session(s)"
+            ),
+            Some(Handover::ProgramOwn(r)) =>
+                format!(", sampler left at the program's own MemProfileRate {r}"),
+            _ => String::new(),
+        },
+        report.counters.goroutines_created,
+        report.counters.goroutines_exited,
+        report
+            .counters
+            .finalizers_set
+            .map(|n| format!(", {n} finalizers set"))
+            .unwrap_or_default(),
+        report.counters.events_lost,
+    )
 }
 
 /// `--out DIR`, or the default directory, made anew.
@@ -866,6 +904,36 @@ fn print_heap_top(report: &Report, n: usize) {
             s.site
         );
     }
+}
+
+fn top(args: TopArgs) -> Result<ExitCode> {
+    use std::io::IsTerminal;
+    // Before attaching: nothing is done to a program whose view nobody could see.
+    if !std::io::stdout().is_terminal() {
+        eprintln!("gotrace top needs a terminal; use gotrace attach for a report");
+        return Ok(ExitCode::from(2));
+    }
+    let options = AttachOptions {
+        tick: args.interval,
+        detect: args.detect.clone(),
+        ..AttachOptions::default()
+    };
+    let mut session = Session::attach(args.pid, options)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let ended = runtime.block_on(ui::top::run(&mut session, stop_signal()))?;
+    let snapshot = session.snapshot(Some(ended.reason))?;
+    eprintln!(
+        "{}",
+        end_line(
+            ended.reason,
+            ended.after.as_secs_f64(),
+            &snapshot.report,
+            &session
+        )
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn record(args: RecordArgs) -> Result<ExitCode> {

@@ -89,6 +89,9 @@ enum Mode {
     GoroutineEvents,
     /// `--finalizer-sites`.
     FinalizerSites,
+    /// `gotrace attach --web` (the release binary), the page's data asked for every second as
+    /// an open page asks, the goroutine groups included (the costliest tab).
+    Web,
 }
 
 impl Workload {
@@ -130,6 +133,7 @@ impl Mode {
             Mode::ChanMake => ProbeSelection::default_set().with(ProbeKind::ChanMake),
             Mode::GoroutineEvents => ProbeSelection::default_set().with_goroutine_events(),
             Mode::FinalizerSites => ProbeSelection::default_set().with(ProbeKind::SetFinalizer),
+            Mode::Web => ProbeSelection::default_set(),
         }
     }
 }
@@ -175,6 +179,11 @@ fn overhead(args: OverheadArgs) -> Result<()> {
     require_root()?;
     let toolchain = Toolchain::find(&args.go)?;
     let exe = fixtures::build("workload", toolchain, Variant::Default)?;
+    let web_bin = if args.modes.contains(&Mode::Web) {
+        Some(crate::test::build_release_gotrace()?)
+    } else {
+        None
+    };
     println!(
         "workload binary: Go {}, {} rounds of {:?} windows, alternated in one process",
         toolchain.release, args.rounds, args.window
@@ -200,7 +209,10 @@ fn overhead(args: OverheadArgs) -> Result<()> {
         for _ in 0..args.rounds {
             untraced.push(measure(&mut proc, args.window)?.ops_per_sec);
             for (i, mode) in args.modes.iter().enumerate() {
-                traced[i].push(traced_window(&mut proc, *mode, args.window)?);
+                traced[i].push(match (mode, &web_bin) {
+                    (Mode::Web, Some(bin)) => web_window(&mut proc, bin, args.window)?,
+                    _ => traced_window(&mut proc, *mode, args.window)?,
+                });
             }
         }
         untraced.push(measure(&mut proc, args.window)?.ops_per_sec);
@@ -244,6 +256,43 @@ fn traced_window(proc: &mut GoProcess, mode: Mode, window: Duration) -> Result<W
         lost: session.events_lost(),
         ..w
     })
+}
+
+/// A window with `gotrace attach --web` attached and its page's data asked for every second
+/// (the heap tab and the goroutine groups in turn), as a browser with the page open does.
+fn web_window(proc: &mut GoProcess, bin: &std::path::Path, window: Duration) -> Result<Window> {
+    let web = gotrace_tests::agent::Agent::attach_web(
+        bin,
+        proc.pid(),
+        &["-q", "-o", "/tmp/gotrace-bench-web"],
+    )?;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let w = std::thread::scope(|s| {
+        let poller = s.spawn(|| -> Result<u64> {
+            // Its curl processes are accounted for on this thread.
+            let _children = gotrace_tests::children::guard();
+            let mut asked = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let path = if asked % 2 == 0 {
+                    "/api/page"
+                } else {
+                    "/api/page?goroutines=1"
+                };
+                web.ok(path)?;
+                asked += 1;
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Ok(asked)
+        });
+        let w = measure(proc, window);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let asked = poller.join().expect("the poller panicked")?;
+        anyhow::ensure!(asked > 0, "the page was never asked for");
+        w
+    })?;
+    web.stop()?;
+    let _ = std::fs::remove_dir_all("/tmp/gotrace-bench-web");
+    Ok(w)
 }
 
 /// Throughput over the next `window`, from the workload's own counters and clock.

@@ -31,6 +31,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
         bail!("gotrace loads eBPF programs: run the demo as root (sudo -E cargo xtask demo)");
     }
     let root = workspace_root();
+    // Building gotrace needs npm (its web page): on a fresh machine it comes from here.
+    crate::setup::debian_packages()?;
     let gotrace = crate::test::build_release_gotrace()?;
 
     let toolchain = Toolchain::find(&args.go)?;

@@ -13,9 +13,27 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("curl", "curl"),
     ("prometheus", "prometheus"),
     ("systemd-analyze", "systemd"),
+    // gotrace's web page is built with npm (tracer-user/build.rs) ...
+    ("node", "nodejs"),
+    ("npm", "npm"),
+    // ... and tested in a real browser over WebDriver (tests/src/browser.rs).
+    ("chromium", "chromium"),
+    ("chromedriver", "chromium-driver"),
 ];
 
 pub fn run() -> Result<()> {
+    debian_packages()?;
+    for tc in MATRIX {
+        if !tc.is_installed() {
+            tc.ensure()?;
+        }
+        println!("Go {:<8} {}", tc.release, tc.go().display());
+    }
+    Ok(())
+}
+
+/// The Debian packages of the commands the build and the tests run, installed if missing.
+pub fn debian_packages() -> Result<()> {
     let missing: Vec<&str> = DEBIAN_PACKAGES
         .iter()
         .filter(|(cmd, _)| which(cmd).is_none())
@@ -23,12 +41,6 @@ pub fn run() -> Result<()> {
         .collect();
     if !missing.is_empty() {
         go::install_debian(&missing)?;
-    }
-    for tc in MATRIX {
-        if !tc.is_installed() {
-            tc.ensure()?;
-        }
-        println!("Go {:<8} {}", tc.release, tc.go().display());
     }
     Ok(())
 }

@@ -193,7 +193,7 @@ mod tests {
                 t_s: f64::from(i),
                 heap_inuse: Some(1 << (20 + i)),
                 heap_goal: Some(1 << 30),
-                goroutines: Some(u64::from(i) * 100),
+                goroutines: Some(i as u64 * 100),
                 gc_cycles: Some(i as u32),
                 gc_forced: Some(0),
                 ..TimePoint::default()

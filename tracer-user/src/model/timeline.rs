@@ -54,7 +54,7 @@ impl Timeline {
             self.gc_at_attach = gc;
         }
         self.looks += 1;
-        if (self.looks - 1) % self.stride != 0 {
+        if !(self.looks - 1).is_multiple_of(self.stride) {
             return;
         }
         if self.points.len() == MAX_POINTS {

@@ -1,3 +1,4 @@
 //! What the user sees while attached.
 
 pub mod summary;
+pub mod top;
