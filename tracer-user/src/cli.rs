@@ -90,9 +90,10 @@ Examples:
 BASE and NEW are heap profiles in pprof's format (gzipped or not: gotrace's heap.pb.gz, Go's
 own /debug/pprof/heap) or gotrace output directories (their heap.pb.gz). With --target, NEW is
 the target's newest snapshot in the agent's history and BASE the newest one taken at least
---since ago. Each row is a function's flat value (allocated in the function itself), as
-`go tool pprof -top -diff_base BASE NEW` counts it, with the site in it that changed most;
-the totals are the same as pprof's. In the flamegraph (NEW's stacks), red grew, blue shrank.";
+--since ago. Each row is the change of a function's flat value (allocated in the function
+itself), as `go tool pprof -top -diff_base BASE NEW` counts it, with the line in it that
+changed most; the one that grew most comes first, what shrank most last. The totals are the
+same as pprof's. In the flamegraph (NEW's stacks), red grew, blue shrank.";
 
 #[derive(Args, Debug)]
 pub struct DiffArgs {
@@ -107,7 +108,7 @@ pub struct DiffArgs {
     #[arg(long, value_name = "TARGET_ID", conflicts_with_all = ["base", "new"], requires = "since")]
     pub target: Option<String>,
     /// With --target: how far back BASE is (e.g. 1h, 30m).
-    #[arg(long, value_parser = parse_duration, requires = "target")]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, requires = "target")]
     pub since: Option<Duration>,
     /// The agent's state directory (its --state-dir), for --target.
     #[arg(long, value_name = "DIR", default_value = history::DEFAULT_STATE_DIR)]
@@ -115,7 +116,7 @@ pub struct DiffArgs {
     /// Which value to compare: inuse_space, inuse_objects, alloc_space or alloc_objects.
     #[arg(long, default_value = "inuse_space", value_parser = parse_sample_index)]
     pub sample_index: HeapValue,
-    /// How many functions to list.
+    /// How many functions to list (0: all).
     #[arg(long, default_value_t = 20)]
     pub top: usize,
     /// Also write the differential flamegraph (SVG) to this file (its directory must exist;
