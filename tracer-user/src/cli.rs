@@ -495,7 +495,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn diff(args: DiffArgs) -> Result<ExitCode> {
-    use export::diff::{self, Diff, Input};
+    use gotrace::diff::{self, Diff, Input};
     // Checked before the profiles are read, so that a bad --out fails at once.
     let mut out = args.out.as_deref().map(OutFile::open).transpose()?;
     let (base, new) = match (&args.target, args.since, &args.base, &args.new) {

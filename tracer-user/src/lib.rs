@@ -13,6 +13,7 @@ pub mod attach;
 pub mod binary;
 pub mod check;
 pub mod detect;
+pub mod diff;
 pub mod dump;
 pub mod error;
 mod events;

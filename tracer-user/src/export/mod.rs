@@ -3,7 +3,6 @@
 //! `check` and `record` all write through [`write_all`] or [`write_one`], into places opened
 //! and checked by [`file`] when the command starts.
 
-pub mod diff;
 pub mod flamegraph;
 pub mod page;
 pub mod page_data;

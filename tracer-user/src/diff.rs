@@ -17,7 +17,7 @@ use std::{
 
 use serde::Serialize;
 
-use super::flamegraph::{self, Frame, HeapValue, Stacks};
+use crate::export::flamegraph::{self, Frame, HeapValue, Stacks};
 use crate::{
     agent::history::{HistoryReader, StoredSnapshot, StoredTarget},
     error::{Error, Result},
