@@ -110,7 +110,7 @@ fn entry(w: &Watched) -> TargetEntry {
             .iter()
             .map(|f| FindingEntry {
                 pattern: f.pattern,
-                site: format!("{} ({}:{})", f.site.function, f.site.file, f.site.line),
+                site: server::site_label(f),
             })
             .collect(),
         heap_inuse_bytes: w.session.model().gc.latest.map(|g| g.heap_in_use),

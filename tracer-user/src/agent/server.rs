@@ -140,7 +140,7 @@ fn view(w: &Watched) -> TargetView {
             .iter()
             .map(|f| FindingView {
                 pattern: f.pattern,
-                site: format!("{} ({}:{})", f.site.function, f.site.file, f.site.line),
+                site: site_label(f),
                 hint: f.hint.clone(),
                 evidence: f.evidence.clone(),
             })
@@ -391,6 +391,11 @@ fn legacy_text(p: &proto::Profile, entry: impl Fn(u64) -> Option<u64>) -> String
         out.push('\n');
     }
     out
+}
+
+/// A finding's site as the agent's lists name it: `function (file:line)`.
+pub(crate) fn site_label(f: &crate::detect::Finding) -> String {
+    format!("{} ({}:{})", f.site.function, f.site.file, f.site.line)
 }
 
 pub(crate) async fn blocking(work: impl FnOnce() -> Result<Response> + Send + 'static) -> Response {
